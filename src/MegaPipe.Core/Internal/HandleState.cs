@@ -1,0 +1,79 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Net;
+using System.Runtime.InteropServices;
+
+namespace MegaPipe.Internal;
+
+internal enum HandleStatus : byte
+{
+    Free,
+    Open,
+    // Close requested: in-flight requests are being cancelled; a Close event ends it.
+    Closing,
+    // Unregister requested: like Closing, but silent.
+    Unregistering,
+}
+
+// The channel's record of one registered handle. Pooled per channel; the generation makes stale
+// MegaPipeHandle values detectable.
+internal sealed class HandleState
+{
+    public HandleState(int index) => Index = index;
+
+    public int Index { get; }
+    // Bumped when the slot is freed.
+    public uint Generation = 1;
+    public HandleStatus Status;
+    public HandleKind Kind;
+    public object? Cookie;
+    // Descriptor or, when IsDirect, the index in the ring's fixed-file table.
+    public int Fd = -1;
+    public bool IsDirect;
+    // The channel opened the descriptor and closes it with the handle.
+    public bool OwnsDescriptor;
+    // A caller's handle kept alive (DangerousAddRef) while registered.
+    public SafeHandle? External;
+    // Requests in the kernel that name this handle.
+    public int InFlight;
+    // The descriptor close has been submitted.
+    public bool CloseSubmitted;
+
+    // Listener: accepts are to be kept armed; how many are armed now.
+    public bool AcceptWanted;
+    public int AcceptsArmed;
+    public EndPoint? ListenerEndPoint;
+
+    // Continuous receive: wanted by the user; the armed multishot request; starved of buffers.
+    public bool ReceiveWanted;
+    public Operation? ReceiveOperation;
+    public bool ReceiveStarved;
+
+    // Connection addresses: the peer's sockaddr from accept or connect, the listener's endpoint.
+    public byte[]? PeerAddress;
+    public int PeerAddressLength;
+    public EndPoint? LocalEndPoint;
+
+    public bool IsActive => Status == HandleStatus.Open;
+
+    public void Reset()
+    {
+        Status = HandleStatus.Free;
+        Cookie = null;
+        Fd = -1;
+        IsDirect = false;
+        OwnsDescriptor = false;
+        External = null;
+        InFlight = 0;
+        CloseSubmitted = false;
+        AcceptWanted = false;
+        AcceptsArmed = 0;
+        ListenerEndPoint = null;
+        ReceiveWanted = false;
+        ReceiveOperation = null;
+        ReceiveStarved = false;
+        PeerAddressLength = 0;
+        LocalEndPoint = null;
+        Generation++;
+    }
+}

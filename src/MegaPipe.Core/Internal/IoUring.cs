@@ -1,0 +1,370 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using static MegaPipe.Interop;
+
+namespace MegaPipe.Internal;
+
+// One io_uring instance: the shared SQ/CQ rings mapped into this process, plus the calls that
+// move entries across them. It knows nothing about handles or commands; MegaPipeChannel does.
+// Not thread-safe: only the owning thread touches it (the ring is set up SINGLE_ISSUER).
+internal sealed unsafe partial class IoUring : IDisposable
+{
+    // 1 once the mappings and the ring fd have been released.
+    private int _released;
+    // The ring's file descriptor (closed on Dispose).
+    private int _ringFd;
+    // What io_uring_enter gets as its fd: the registered ring index, or _ringFd.
+    private readonly int _enterFd;
+    // IORING_ENTER_REGISTERED_RING when the ring fd is registered with itself.
+    private readonly uint _enterFlags;
+
+    // Mapped regions.
+    private readonly nint _sqRing;
+    private readonly nuint _sqRingSize;
+    private readonly nint _cqRing;
+    private readonly nuint _cqRingSize;
+    private readonly nint _sqesRegion;
+    private readonly nuint _sqesSize;
+
+    // SQ: the kernel writes *_sqHead and *_sqFlags, we write *_sqTail.
+    private readonly uint* _sqHead;
+    private readonly uint* _sqTail;
+    private readonly uint* _sqFlags;
+    private readonly uint _sqMask;
+    private readonly io_uring_sqe* _sqes;
+    // Entries prepared locally: [_sqTailPublished, _sqTailLocal) are filled but not yet published.
+    private uint _sqTailLocal;
+    private uint _sqTailPublished;
+
+    // CQ: the kernel writes *_cqTail, we write *_cqHead.
+    private readonly uint* _cqHead;
+    private readonly uint* _cqTail;
+    private readonly uint _cqMask;
+    private readonly io_uring_cqe* _cqes;
+    // Our copy of the CQ head; only this thread writes the shared one.
+    private uint _cqHeadLocal;
+
+    public uint SqEntries { get; }
+    public uint CqEntries { get; }
+    public uint SetupFlags { get; }
+    public uint Features { get; }
+    // Setup flags the kernel refused and we dropped, in words, or null.
+    public string? Degradation { get; }
+    // io_uring_enter calls made (each is one system call).
+    public long EnterCalls { get; private set; }
+    // Entries handed to the kernel.
+    public long SqesSubmitted { get; private set; }
+
+    public int RingFd => _ringFd;
+
+    public IoUring(uint sqEntries, uint cqEntries)
+    {
+        io_uring_params p = default;
+        (uint flags, string name)[] attempts =
+        [
+            (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG, "SINGLE_ISSUER|DEFER_TASKRUN"),
+            (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, "SINGLE_ISSUER|COOP_TASKRUN"),
+            (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, "COOP_TASKRUN"),
+            (0, "no task-running flags"),
+        ];
+        const uint Common = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_ALL;
+        int fd = -1;
+        string? degradation = null;
+        foreach ((uint flags, string name) in attempts)
+        {
+            p = default;
+            p.flags = flags | Common;
+            p.cq_entries = cqEntries;
+            fd = io_uring_setup(sqEntries, &p);
+            if (fd >= 0)
+            {
+                break;
+            }
+            Errno errno = GetLastErrno();
+            if (errno != Errno.EINVAL)
+            {
+                ThrowSetupFailure(errno);
+            }
+            degradation = $"io_uring_setup refused {name} (EINVAL); falling back";
+        }
+        if (fd < 0)
+        {
+            ThrowHelper.ThrowErrno("io_uring_setup", Errno.EINVAL, "the kernel refused every combination of setup flags");
+        }
+        _ringFd = fd;
+        SetupFlags = p.flags;
+        Features = p.features;
+        SqEntries = p.sq_entries;
+        CqEntries = p.cq_entries;
+        Degradation = degradation is null ? null : degradation + $"; running with setup flags 0x{p.flags:x}";
+
+        try
+        {
+            if ((p.features & IORING_FEAT_NODROP) == 0 || (p.features & IORING_FEAT_EXT_ARG) == 0)
+            {
+                ThrowHelper.ThrowErrno("io_uring_setup", Errno.ENOSYS, "this kernel's io_uring lacks IORING_FEAT_NODROP or IORING_FEAT_EXT_ARG (Linux 5.11 or later is required)");
+            }
+
+            _sqRingSize = p.sq_off.array + p.sq_entries * sizeof(uint);
+            _cqRingSize = p.cq_off.cqes + p.cq_entries * (uint)sizeof(io_uring_cqe);
+            if ((p.features & IORING_FEAT_SINGLE_MMAP) != 0)
+            {
+                _sqRingSize = _cqRingSize = Math.Max(_sqRingSize, _cqRingSize);
+            }
+            _sqRing = Map(_sqRingSize, IORING_OFF_SQ_RING);
+            _cqRing = (p.features & IORING_FEAT_SINGLE_MMAP) != 0 ? _sqRing : Map(_cqRingSize, IORING_OFF_CQ_RING);
+            _sqesSize = p.sq_entries * (uint)sizeof(io_uring_sqe);
+            _sqesRegion = Map(_sqesSize, IORING_OFF_SQES);
+
+            byte* sq = (byte*)_sqRing;
+            _sqHead = (uint*)(sq + p.sq_off.head);
+            _sqTail = (uint*)(sq + p.sq_off.tail);
+            _sqFlags = (uint*)(sq + p.sq_off.flags);
+            _sqMask = *(uint*)(sq + p.sq_off.ring_mask);
+            _sqes = (io_uring_sqe*)_sqesRegion;
+            // The SQ index array maps ring slots to SQEs; we always fill SQEs in ring order, so it is the identity.
+            uint* array = (uint*)(sq + p.sq_off.array);
+            for (uint i = 0; i < p.sq_entries; i++)
+            {
+                array[i] = i;
+            }
+            _sqTailLocal = _sqTailPublished = RingBarrier.ReadOnce(_sqTail);
+
+            byte* cq = (byte*)_cqRing;
+            _cqHead = (uint*)(cq + p.cq_off.head);
+            _cqTail = (uint*)(cq + p.cq_off.tail);
+            _cqMask = *(uint*)(cq + p.cq_off.ring_mask);
+            _cqes = (io_uring_cqe*)(cq + p.cq_off.cqes);
+            _cqHeadLocal = RingBarrier.ReadOnce(_cqHead);
+
+            // Register the ring fd with itself so each io_uring_enter skips the fd table lookup.
+            _enterFd = _ringFd;
+            io_uring_rsrc_update update = new() { offset = uint.MaxValue, data = (ulong)_ringFd };
+            if (io_uring_register(_ringFd, IORING_REGISTER_RING_FDS, &update, 1) == 1)
+            {
+                _enterFd = (int)update.offset;
+                _enterFlags = IORING_ENTER_REGISTERED_RING;
+            }
+        }
+        catch
+        {
+            ReleaseResources();
+            throw;
+        }
+    }
+
+    private nint Map(nuint size, long offset)
+    {
+        nint address = mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, _ringFd, offset);
+        if (address == MAP_FAILED)
+        {
+            ThrowHelper.ThrowLastErrno("mmap(io_uring)");
+        }
+        return address;
+    }
+
+    private static void ThrowSetupFailure(Errno errno)
+    {
+        string detail = errno switch
+        {
+            Errno.EPERM => DescribeEperm(),
+            Errno.ENOSYS => "this kernel has no io_uring (Linux 5.1 or later with CONFIG_IO_URING is required)",
+            Errno.ENOMEM => "the kernel could not allocate the rings: check RLIMIT_MEMLOCK and the cgroup memory limit",
+            Errno.EMFILE or Errno.ENFILE => "no file descriptor is left for the ring",
+            _ => "io_uring could not be set up",
+        };
+        ThrowHelper.ThrowErrno("io_uring_setup", errno, detail);
+    }
+
+    private static string DescribeEperm()
+    {
+        try
+        {
+            string value = File.ReadAllText("/proc/sys/kernel/io_uring_disabled").Trim();
+            if (value != "0")
+            {
+                return $"io_uring is disabled by the sysctl kernel.io_uring_disabled={value}";
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return "io_uring is blocked for this process, typically by a seccomp profile (Docker's default profile denies io_uring_setup)";
+    }
+
+    // ---- Submission side ----
+
+    // SQEs filled locally and not yet handed to the kernel.
+    public uint PendingSubmissions => _sqTailLocal - _sqTailPublished;
+
+    public bool SqFull => _sqTailLocal - RingBarrier.LoadAcquire(_sqHead) >= SqEntries;
+
+    // Returns a zeroed SQE to fill, or null when the SQ is full (the caller submits, then retries).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public io_uring_sqe* TryGetSqe()
+    {
+        // Acquire pairs with the kernel's release of the head once it has consumed the entries below it.
+        uint head = RingBarrier.LoadAcquire(_sqHead);
+        if (_sqTailLocal - head >= SqEntries)
+        {
+            return null;
+        }
+        io_uring_sqe* sqe = &_sqes[_sqTailLocal & _sqMask];
+        *sqe = default;
+        _sqTailLocal++;
+        return sqe;
+    }
+
+    // Makes the prepared SQEs visible to the kernel (they are consumed by the next io_uring_enter).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private uint PublishSqes()
+    {
+        uint count = _sqTailLocal - _sqTailPublished;
+        if (count != 0)
+        {
+            // Release: the SQE contents written above must be visible before the kernel sees the new tail.
+            RingBarrier.StoreRelease(_sqTail, _sqTailLocal);
+            _sqTailPublished = _sqTailLocal;
+        }
+        return count;
+    }
+
+    // One io_uring_enter: submits everything prepared and, when getEvents, runs deferred completion
+    // work and waits for waitFor completions or the timeout. Returns 0 or a negative errno.
+    public int Enter(uint waitFor, bool getEvents, long timeoutNanoseconds)
+    {
+        uint toSubmit = PublishSqes();
+        uint flags = _enterFlags;
+        io_uring_getevents_arg arg = default;
+        __kernel_timespec ts = default;
+        void* argp = null;
+        nuint argSize = 0;
+        if (getEvents)
+        {
+            flags |= IORING_ENTER_GETEVENTS;
+            if (waitFor > 0 && timeoutNanoseconds >= 0)
+            {
+                ts.tv_sec = timeoutNanoseconds / 1_000_000_000;
+                ts.tv_nsec = timeoutNanoseconds % 1_000_000_000;
+                arg.ts = (ulong)&ts;
+                flags |= IORING_ENTER_EXT_ARG;
+                argp = &arg;
+                argSize = (nuint)sizeof(io_uring_getevents_arg);
+            }
+        }
+        else
+        {
+            waitFor = 0;
+        }
+        EnterCalls++;
+        int result = io_uring_enter(_enterFd, toSubmit, waitFor, flags, argp, argSize);
+        if (result < 0)
+        {
+            Errno errno = GetLastErrno();
+            // Entries the kernel did not consume stay in the ring and go with the next enter.
+            return -(int)errno;
+        }
+        SqesSubmitted += (uint)result;
+        return 0;
+    }
+
+    // The kernel asks to be entered: overflowed CQEs are waiting, or deferred task work is pending.
+    public bool NeedsEnter
+    {
+        get
+        {
+            uint flags = RingBarrier.ReadOnce(_sqFlags);
+            return (flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) != 0;
+        }
+    }
+
+    public bool CqOverflowPending => (RingBarrier.ReadOnce(_sqFlags) & IORING_SQ_CQ_OVERFLOW) != 0;
+
+    // ---- Completion side ----
+
+    // Completions ready to read.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint CqReady()
+    {
+        // Acquire: the CQE contents below the tail are visible once we see the tail.
+        return RingBarrier.LoadAcquire(_cqTail) - _cqHeadLocal;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public io_uring_cqe* PeekCqe(uint index)
+    {
+        Debug.Assert(index < CqReady(), "peeking past the CQ tail");
+        return &_cqes[(_cqHeadLocal + index) & _cqMask];
+    }
+
+    // Hands the consumed CQ slots back to the kernel.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void CqAdvance(uint count)
+    {
+        if (count != 0)
+        {
+            _cqHeadLocal += count;
+            // Release: our reads of the CQEs are done before the kernel may overwrite their slots.
+            RingBarrier.StoreRelease(_cqHead, _cqHeadLocal);
+        }
+    }
+
+    // ---- Registration ----
+
+    // Registers an empty (sparse) fixed-file table of the given size for direct descriptors.
+    public void RegisterSparseFiles(uint count)
+    {
+        io_uring_rsrc_register reg = new() { nr = count, flags = IORING_RSRC_REGISTER_SPARSE };
+        if (io_uring_register(_ringFd, IORING_REGISTER_FILES2, &reg, (uint)sizeof(io_uring_rsrc_register)) < 0)
+        {
+            ThrowHelper.ThrowLastErrno("io_uring_register(IORING_REGISTER_FILES2)");
+        }
+    }
+
+    public void RegisterBufferRing(void* ringAddress, uint entries, ushort groupId)
+    {
+        io_uring_buf_reg reg = new() { ring_addr = (ulong)ringAddress, ring_entries = entries, bgid = groupId };
+        if (io_uring_register(_ringFd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0)
+        {
+            ThrowHelper.ThrowLastErrno("io_uring_register(IORING_REGISTER_PBUF_RING)");
+        }
+    }
+
+    public void Dispose()
+    {
+        ReleaseResources();
+        GC.SuppressFinalize(this);
+    }
+
+    ~IoUring() => ReleaseResources();
+
+    private void ReleaseResources()
+    {
+        if (Interlocked.Exchange(ref _released, 1) != 0)
+        {
+            return;
+        }
+        if (_sqesRegion != 0)
+        {
+            munmap(_sqesRegion, _sqesSize);
+        }
+        if (_cqRing != 0 && _cqRing != _sqRing)
+        {
+            munmap(_cqRing, _cqRingSize);
+        }
+        if (_sqRing != 0)
+        {
+            munmap(_sqRing, _sqRingSize);
+        }
+        int fd = Interlocked.Exchange(ref _ringFd, -1);
+        if (fd >= 0)
+        {
+            close(fd);
+        }
+    }
+}

@@ -1,0 +1,376 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using MegaPipe.Internal;
+using static MegaPipe.Interop;
+
+namespace MegaPipe;
+
+// mp_dispatch: one system call submits every queued command and waits for completions, which are
+// turned into events for the caller.
+public sealed unsafe partial class MegaPipeChannel
+{
+    // Events produced outside CQE processing (a close finished without a kernel request, say),
+    // delivered before the next CQEs.
+    private readonly Queue<CompletionEvent> _synthetic = new();
+    // Receive buffers lent to the caller by the last dispatch; they go back to the kernel at the next.
+    private ushort[] _lentBuffers = new ushort[64];
+    private int _lentBufferCount;
+    // Handles whose continuous receive ended for lack of buffers, to re-arm once buffers return.
+    private readonly List<HandleState> _starved = new();
+
+    /// <summary>
+    /// Dispatches completion events (mp_dispatch) into <paramref name="events"/>. Submits all
+    /// commands issued since the last call and waits up to <paramref name="timeout"/> for at least
+    /// one event, in one system call. Work posted by other threads runs here first. Returns the
+    /// number of events; 0 when the timeout passed (or posted work ran and nothing completed).
+    /// Data of <see cref="ChannelCommand.Receive"/> events stays valid until the next call.
+    /// </summary>
+    /// <param name="events">Where to put events.</param>
+    /// <param name="timeout"><see cref="TimeSpan.Zero"/> to poll, <see cref="Timeout.InfiniteTimeSpan"/> to wait without limit.</param>
+    public int Dispatch(Span<CompletionEvent> events, TimeSpan timeout)
+    {
+        CheckOwner();
+        if (events.IsEmpty)
+        {
+            throw new ArgumentException("At least one event slot is needed.", nameof(events));
+        }
+        long timeoutNs = timeout == Timeout.InfiniteTimeSpan ? -1 : Math.Max(0, timeout.Ticks * 100);
+        long deadline = timeoutNs > 0 ? Stopwatch.GetTimestamp() + (long)(timeoutNs / 1e9 * Stopwatch.Frequency) : 0;
+
+        while (true)
+        {
+            ReturnLentBuffers();
+            RunPostedWork();
+            int count = DrainSynthetic(events);
+            if (count == 0 && _ring.CqReady() == 0)
+            {
+                WaitForCompletions(timeoutNs);
+            }
+            else if (_ring.PendingSubmissions != 0 || _ring.NeedsEnter)
+            {
+                EnterChecked(0, -1);
+            }
+            count += Reap(events.Slice(count));
+            count += DrainSynthetic(events.Slice(count));
+            _events += count;
+            if (count > 0 || timeoutNs == 0)
+            {
+                return count;
+            }
+            if (timeoutNs > 0)
+            {
+                long remaining = deadline - Stopwatch.GetTimestamp();
+                if (remaining <= 0)
+                {
+                    return 0;
+                }
+                timeoutNs = (long)(remaining * 1e9 / Stopwatch.Frequency);
+            }
+            // Woken by posted work or by internal completions only: go round again.
+            if (!_posted.IsEmpty)
+            {
+                continue;
+            }
+        }
+    }
+
+    /// <summary>Dispatches a single event; false when the timeout passed without one.</summary>
+    public bool TryDispatch(out CompletionEvent completion, TimeSpan timeout)
+    {
+        Span<CompletionEvent> one = new CompletionEvent[1];
+        int count = Dispatch(one, timeout);
+        completion = count == 1 ? one[0] : default;
+        return count == 1;
+    }
+
+    /// <summary>The data of a <see cref="ChannelCommand.Receive"/> event; valid until the next dispatch.</summary>
+    public ReadOnlySpan<byte> GetReceivedData(in CompletionEvent completion)
+    {
+        if (completion.Command != ChannelCommand.Receive || completion.BufferId < 0)
+        {
+            return default;
+        }
+        return _buffers.GetBuffer((ushort)completion.BufferId, completion.Result);
+    }
+
+    private void WaitForCompletions(long timeoutNs)
+    {
+        // Tell posters we are about to sleep, then look once more: a Post that raced with this
+        // either is seen here or sees _sleeping and writes the eventfd.
+        Volatile.Write(ref _sleeping, 1);
+        // Full fence: the store above must be visible before we test the queue (pairs with Post).
+        RingBarrier.FullFence();
+        bool wait = _posted.IsEmpty && timeoutNs != 0;
+        EnterChecked(wait ? 1u : 0u, timeoutNs);
+        Volatile.Write(ref _sleeping, 0);
+    }
+
+    private void EnterChecked(uint waitFor, long timeoutNs)
+    {
+        int result = _ring.Enter(waitFor, getEvents: true, timeoutNs);
+        if (result < 0 && result != -(int)Errno.ETIME && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
+        {
+            FailFast("io_uring_enter", result);
+        }
+    }
+
+    private int DrainSynthetic(Span<CompletionEvent> events)
+    {
+        int count = 0;
+        while (count < events.Length && _synthetic.TryDequeue(out CompletionEvent completion))
+        {
+            events[count++] = completion;
+        }
+        return count;
+    }
+
+    // Consumes CQEs while there is room for the events they may produce.
+    private int Reap(Span<CompletionEvent> events)
+    {
+        int count = 0;
+        while (true)
+        {
+            uint ready = _ring.CqReady();
+            uint consumed = 0;
+            while (consumed < ready && count < events.Length && _synthetic.Count == 0)
+            {
+                io_uring_cqe* cqe = _ring.PeekCqe(consumed);
+                consumed++;
+                ProcessCompletion(cqe->user_data, cqe->res, cqe->flags, events, ref count);
+            }
+            _ring.CqAdvance(consumed);
+            _completions += consumed;
+            // Completions the CQ had no room for are held by the kernel (IORING_FEAT_NODROP);
+            // entering flushes them into the ring.
+            if (count < events.Length && _synthetic.Count == 0 && consumed == ready && _ring.CqOverflowPending)
+            {
+                EnterChecked(0, -1);
+                continue;
+            }
+            return count;
+        }
+    }
+
+    private void ProcessCompletion(ulong userData, int result, uint flags, Span<CompletionEvent> events, ref int count)
+    {
+        if (userData == WakeUserData)
+        {
+            OnWakeRead();
+            return;
+        }
+        if (userData == CancelUserData)
+        {
+            return;
+        }
+        Operation op = _operations[(int)(uint)userData]!;
+        Debug.Assert(op.Generation == (uint)(userData >> 32), "a completion arrived for a recycled operation");
+        HandleState? state = op.Handle;
+        switch (op.Kind)
+        {
+            case OperationKind.MultishotReceive:
+                OnReceive(op, state!, result, flags, events, ref count);
+                return;
+            case OperationKind.Accept:
+                OnAccept(op, state!, result, events, ref count);
+                return;
+            case OperationKind.ConnectSocket:
+                OnConnectSocket(op, state!, result, events, ref count);
+                return;
+            case OperationKind.CloseDescriptor:
+                FreeOperation(op);
+                TryFinishClose(state!);
+                return;
+        }
+
+        Debug.Assert(state is not null, "a command completed without a handle");
+        if (op.Command == ChannelCommand.Write && result > 0 && state.Status == HandleStatus.Open)
+        {
+            op.Done += result;
+            if (op.Done < op.Total)
+            {
+                // A short write: continue with the remainder, same operation, same buffers.
+                PrepareWrite(op);
+                return;
+            }
+            result = op.Total;
+        }
+        ChannelCommand command = op.Command;
+        FreeOperation(op);
+        if (state.Status == HandleStatus.Open)
+        {
+            events[count++] = new CompletionEvent(command, HandleOf(state), state.Cookie, result);
+        }
+        else
+        {
+            TryFinishClose(state);
+        }
+    }
+
+    private void OnReceive(Operation op, HandleState state, int result, uint flags, Span<CompletionEvent> events, ref int count)
+    {
+        bool more = (flags & IORING_CQE_F_MORE) != 0;
+        int bufferId = -1;
+        if ((flags & IORING_CQE_F_BUFFER) != 0)
+        {
+            bufferId = (int)(flags >> IORING_CQE_BUFFER_SHIFT);
+            _buffers.MarkTaken();
+        }
+        if (!more)
+        {
+            state.ReceiveOperation = null;
+            FreeOperation(op);
+        }
+
+        if (state.Status != HandleStatus.Open)
+        {
+            if (bufferId >= 0)
+            {
+                _buffers.Return((ushort)bufferId);
+                _buffers.Publish();
+            }
+            TryFinishClose(state);
+            return;
+        }
+
+        if (result > 0)
+        {
+            if (bufferId >= 0)
+            {
+                LendBuffer((ushort)bufferId);
+            }
+            events[count++] = new CompletionEvent(ChannelCommand.Receive, HandleOf(state), state.Cookie, result, bufferId: bufferId, more: more);
+            if (!more && state.ReceiveWanted)
+            {
+                ArmReceive(state);
+            }
+            return;
+        }
+
+        if (result == -(int)Errno.ENOBUFS)
+        {
+            // The buffer ring ran dry (possibly before any data arrived). Buffers come back at the
+            // next dispatch; re-arm then, not on a timer.
+            if (state.ReceiveWanted && state.ReceiveOperation is null && !state.ReceiveStarved)
+            {
+                state.ReceiveStarved = true;
+                _starved.Add(state);
+            }
+            return;
+        }
+
+        if (result == -(int)Errno.ECANCELED && !state.ReceiveWanted)
+        {
+            return; // StopReceive
+        }
+
+        // End of stream or an error ends the receive.
+        state.ReceiveWanted = false;
+        events[count++] = new CompletionEvent(ChannelCommand.Receive, HandleOf(state), state.Cookie, result, more: false);
+    }
+
+    private void OnAccept(Operation op, HandleState listener, int result, Span<CompletionEvent> events, ref int count)
+    {
+        listener.AcceptsArmed--;
+        bool isDirect = Options.LightweightSockets;
+        if (listener.Status != HandleStatus.Open)
+        {
+            if (result >= 0)
+            {
+                CloseOrphan(result, isDirect);
+            }
+            FreeOperation(op);
+            TryFinishClose(listener);
+            return;
+        }
+
+        if (result >= 0)
+        {
+            HandleState accepted = AllocateHandle(HandleKind.Socket, result, isDirect, ownsDescriptor: true);
+            accepted.PeerAddress ??= new byte[SocketAddressConverter.MaxSize];
+            int length = (int)Math.Min(*op.SockaddrLength, (uint)SocketAddressConverter.MaxSize);
+            new ReadOnlySpan<byte>(op.Sockaddr, length).CopyTo(accepted.PeerAddress);
+            accepted.PeerAddressLength = length;
+            accepted.LocalEndPoint = listener.ListenerEndPoint;
+            FreeOperation(op);
+            events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, 0, accepted: HandleOf(accepted));
+        }
+        else
+        {
+            FreeOperation(op);
+            if (result is -(int)Errno.EBADF or -(int)Errno.EINVAL or -(int)Errno.ENOTSOCK or -(int)Errno.EOPNOTSUPP or -(int)Errno.ECANCELED)
+            {
+                // The listener itself is unusable: stop accepting.
+                listener.AcceptWanted = false;
+            }
+            events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, result);
+        }
+        if (listener.AcceptWanted)
+        {
+            ArmAccepts(listener);
+        }
+    }
+
+    private void OnConnectSocket(Operation op, HandleState state, int result, Span<CompletionEvent> events, ref int count)
+    {
+        if (result >= 0)
+        {
+            state.Fd = result;
+            state.IsDirect = Options.LightweightSockets;
+        }
+        if (state.Status != HandleStatus.Open || result < 0)
+        {
+            FreeOperation(op);
+            if (state.Status == HandleStatus.Open)
+            {
+                events[count++] = new CompletionEvent(ChannelCommand.Connect, HandleOf(state), state.Cookie, result);
+            }
+            else
+            {
+                TryFinishClose(state);
+            }
+            return;
+        }
+        SubmitConnect(op);
+    }
+
+    private void LendBuffer(ushort bufferId)
+    {
+        if (_lentBufferCount == _lentBuffers.Length)
+        {
+            Array.Resize(ref _lentBuffers, _lentBuffers.Length * 2);
+        }
+        _lentBuffers[_lentBufferCount++] = bufferId;
+    }
+
+    // Gives back the buffers lent by the previous dispatch and re-arms receives starved of them.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ReturnLentBuffers()
+    {
+        if (_lentBufferCount == 0 && _starved.Count == 0)
+        {
+            return;
+        }
+        ReturnLentBuffersSlow();
+    }
+
+    private void ReturnLentBuffersSlow()
+    {
+        for (int i = 0; i < _lentBufferCount; i++)
+        {
+            _buffers.Return(_lentBuffers[i]);
+        }
+        _lentBufferCount = 0;
+        _buffers.Publish();
+        foreach (HandleState state in _starved)
+        {
+            if (state.ReceiveStarved && state.Status == HandleStatus.Open && state.ReceiveWanted && state.ReceiveOperation is null)
+            {
+                ArmReceive(state);
+            }
+            state.ReceiveStarved = false;
+        }
+        _starved.Clear();
+    }
+}

@@ -1,0 +1,236 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Net;
+using System.Runtime.InteropServices;
+using MegaPipe.Internal;
+
+namespace MegaPipe;
+
+// The handle table: registration (mp_register / mp_unregister), closing, and per-handle queries.
+public sealed partial class MegaPipeChannel
+{
+    // Slot i holds the handle with Index i; null until first used.
+    private HandleState?[] _handles = new HandleState?[64];
+    // Indices of free slots in _handles.
+    private int[] _freeHandles = new int[64];
+    private int _freeHandleCount;
+    // Slots ever used (the high-water mark of _handles).
+    private int _handleHighWater;
+    // Handles not yet fully closed.
+    private int _liveHandles;
+
+    /// <summary>
+    /// Registers a descriptor the caller owns (mp_register). The descriptor stays open after
+    /// <see cref="Unregister"/>; with <paramref name="ownsHandle"/> it is closed with the handle.
+    /// </summary>
+    public MegaPipeHandle Register(SafeHandle descriptor, HandleKind kind, object? cookie = null, bool ownsHandle = false)
+    {
+        ArgumentNullException.ThrowIfNull(descriptor);
+        CheckOwner();
+        bool added = false;
+        descriptor.DangerousAddRef(ref added);
+        HandleState state = AllocateHandle(kind, (int)descriptor.DangerousGetHandle(), isDirect: false, ownsDescriptor: ownsHandle);
+        state.External = descriptor;
+        state.Cookie = cookie;
+        return HandleOf(state);
+    }
+
+    /// <summary>
+    /// Registers this channel's accept queue of <paramref name="listener"/>: partition
+    /// <paramref name="partition"/> of a partitioned listener, or the shared socket otherwise.
+    /// The channel works on its own duplicate of the socket, so the listener and the channel can
+    /// be disposed in either order; the queue stops accepting once both have closed it.
+    /// </summary>
+    public MegaPipeHandle RegisterListener(MegaPipeListener listener, int partition, object? cookie = null)
+    {
+        ArgumentNullException.ThrowIfNull(listener);
+        CheckOwner();
+        SafeHandle socket = listener.GetSocket(partition).SafeHandle;
+        int fd = Interop.fcntl((int)socket.DangerousGetHandle(), Interop.F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            ThrowHelper.ThrowLastErrno("fcntl(F_DUPFD_CLOEXEC)");
+        }
+        _otherSystemCalls++;
+        HandleState state = AllocateHandle(HandleKind.Listener, fd, isDirect: false, ownsDescriptor: true);
+        state.Cookie = cookie;
+        state.ListenerEndPoint = listener.LocalEndPoint;
+        return HandleOf(state);
+    }
+
+    /// <summary>Sets the cookie every later event of <paramref name="handle"/> carries (for example after an accept).</summary>
+    public void SetCookie(MegaPipeHandle handle, object? cookie) => Resolve(handle).Cookie = cookie;
+
+    /// <summary>The cookie registered with <paramref name="handle"/>.</summary>
+    public object? GetCookie(MegaPipeHandle handle) => Resolve(handle).Cookie;
+
+    /// <summary>True when <paramref name="handle"/> is open in this channel.</summary>
+    public bool IsOpen(MegaPipeHandle handle)
+    {
+        if (handle.ChannelId != Id || (uint)handle.Index >= (uint)_handleHighWater)
+        {
+            return false;
+        }
+        HandleState? state = _handles[handle.Index];
+        return state is not null && state.Generation == handle.Generation && state.Status == HandleStatus.Open;
+    }
+
+    /// <summary>True when the handle is a lightweight socket (a direct descriptor with no process fd).</summary>
+    public bool IsLightweight(MegaPipeHandle handle) => Resolve(handle).IsDirect;
+
+    /// <summary>The regular descriptor of a handle that has one; false for a lightweight socket.</summary>
+    public bool TryGetDescriptor(MegaPipeHandle handle, out int descriptor)
+    {
+        HandleState state = Resolve(handle);
+        descriptor = state.IsDirect ? -1 : state.Fd;
+        return !state.IsDirect && state.Fd >= 0;
+    }
+
+    /// <summary>The peer address of an accepted or connected socket.</summary>
+    public EndPoint? GetRemoteEndPoint(MegaPipeHandle handle)
+    {
+        HandleState state = Resolve(handle);
+        return state.PeerAddress is null || state.PeerAddressLength == 0
+            ? null
+            : SocketAddressConverter.ToEndPoint(state.PeerAddress.AsSpan(0, state.PeerAddressLength));
+    }
+
+    /// <summary>
+    /// The local address of a socket: for an accepted connection the listener's bound address
+    /// (a lightweight socket has no descriptor to ask getsockname(2), so a wildcard listener
+    /// reports its wildcard address), for a listener its bound address.
+    /// </summary>
+    public EndPoint? GetLocalEndPoint(MegaPipeHandle handle)
+    {
+        HandleState state = Resolve(handle);
+        if (!state.IsDirect && state.Fd >= 0 && state.Kind == HandleKind.Socket)
+        {
+            EndPoint? actual = GetSockName(state.Fd);
+            if (actual is not null)
+            {
+                return actual;
+            }
+        }
+        return state.LocalEndPoint ?? state.ListenerEndPoint;
+    }
+
+    private static unsafe EndPoint? GetSockName(int fd)
+    {
+        byte* buffer = stackalloc byte[SocketAddressConverter.MaxSize];
+        uint length = SocketAddressConverter.MaxSize;
+        if (Interop.getsockname(fd, buffer, &length) != 0)
+        {
+            return null;
+        }
+        return SocketAddressConverter.ToEndPoint(new ReadOnlySpan<byte>(buffer, (int)length));
+    }
+
+    /// <summary>
+    /// Unregisters a handle (mp_unregister): its in-flight commands are cancelled first, and no
+    /// event for it is delivered afterwards. A descriptor the channel opened (an accepted or
+    /// connected socket) is closed, since nothing else could reach it; a caller's is left open.
+    /// </summary>
+    public void Unregister(MegaPipeHandle handle)
+    {
+        HandleState state = Resolve(handle);
+        BeginClose(state, HandleStatus.Unregistering);
+    }
+
+    /// <summary>
+    /// Closes a handle: cancels its in-flight commands, then closes the descriptor (for a
+    /// lightweight socket, its slot in the registered file table). A final
+    /// <see cref="ChannelCommand.Close"/> event follows; no other event of the handle comes after
+    /// this call, so write completions still pending are lost: wait for them first to close gracefully.
+    /// </summary>
+    public void Close(MegaPipeHandle handle)
+    {
+        HandleState state = Resolve(handle);
+        _commands++;
+        BeginClose(state, HandleStatus.Closing);
+    }
+
+    private void BeginClose(HandleState state, HandleStatus status)
+    {
+        state.Status = status;
+        state.AcceptWanted = false;
+        state.ReceiveWanted = false;
+        if (state.InFlight > 0 && state.Fd >= 0)
+        {
+            SubmitCancelAll(state);
+        }
+        TryFinishClose(state);
+        SubmitIfNotBatching();
+    }
+
+    // Finishes a close once nothing of the handle is left in the kernel: closes the descriptor
+    // (itself a request) and then frees the slot.
+    private void TryFinishClose(HandleState state)
+    {
+        if (state.InFlight != 0 || state.Status is HandleStatus.Open or HandleStatus.Free)
+        {
+            return;
+        }
+        if (!state.CloseSubmitted && state.Fd >= 0 && state.External is null && (state.IsDirect || state.OwnsDescriptor))
+        {
+            SubmitCloseDescriptor(state);
+            return;
+        }
+        ReleaseDescriptor(state, closeRegular: false);
+        if (state.Status == HandleStatus.Closing)
+        {
+            _synthetic.Enqueue(new CompletionEvent(ChannelCommand.Close, HandleOf(state), state.Cookie, 0));
+        }
+        FreeHandle(state);
+    }
+
+    private HandleState AllocateHandle(HandleKind kind, int fd, bool isDirect, bool ownsDescriptor)
+    {
+        HandleState state;
+        if (_freeHandleCount > 0)
+        {
+            state = _handles[_freeHandles[--_freeHandleCount]]!;
+        }
+        else
+        {
+            if (_handleHighWater == _handles.Length)
+            {
+                Array.Resize(ref _handles, _handles.Length * 2);
+                Array.Resize(ref _freeHandles, _handles.Length);
+            }
+            state = new HandleState(_handleHighWater);
+            _handles[_handleHighWater++] = state;
+        }
+        state.Status = HandleStatus.Open;
+        state.Kind = kind;
+        state.Fd = fd;
+        state.IsDirect = isDirect;
+        state.OwnsDescriptor = ownsDescriptor;
+        _liveHandles++;
+        return state;
+    }
+
+    private void FreeHandle(HandleState state)
+    {
+        state.Reset();
+        _freeHandles[_freeHandleCount++] = state.Index;
+        _liveHandles--;
+    }
+
+    private MegaPipeHandle HandleOf(HandleState state) => new(Id, state.Index, state.Generation);
+
+    // Validates a handle: right thread, this channel, still registered and open.
+    private HandleState Resolve(MegaPipeHandle handle)
+    {
+        CheckOwner();
+        if (handle.ChannelId != Id)
+        {
+            ThrowHelper.ThrowForeignHandle();
+        }
+        HandleState? state = (uint)handle.Index < (uint)_handleHighWater ? _handles[handle.Index] : null;
+        if (state is null || state.Generation != handle.Generation || state.Status != HandleStatus.Open)
+        {
+            ThrowHelper.ThrowStaleHandle();
+        }
+        return state;
+    }
+}

@@ -1,0 +1,196 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using MegaPipe.Internal;
+
+namespace MegaPipe;
+
+/// <summary>
+/// A MegaPipe channel (mp_create): a bidirectional pipe between one thread and the kernel that
+/// carries asynchronous commands for the channel's handles and brings back their completions.
+/// It is one io_uring owned by the thread that creates it; commands and dispatch run on that
+/// thread only, and other threads hand work over with <see cref="Post(IChannelWorkItem)"/>.
+/// </summary>
+public sealed unsafe partial class MegaPipeChannel : IDisposable
+{
+    private static int s_nextId;
+
+    private readonly IoUring _ring;
+    private readonly BufferRing _buffers;
+    // The managed id of the owner thread; commands from other threads are refused.
+    private readonly int _ownerThreadId;
+    // Set once Dispose has begun.
+    private bool _disposed;
+
+    // Commands issued by the user.
+    private long _commands;
+    // CQEs consumed.
+    private long _completions;
+    // Events delivered to the user.
+    private long _events;
+    // Extra system calls made on the owner thread besides io_uring_enter (for example socket creation without lightweight sockets).
+    private long _otherSystemCalls;
+
+    private MegaPipeChannel(ChannelOptions options)
+    {
+        Options = options;
+        Id = Interlocked.Increment(ref s_nextId);
+        _ownerThreadId = Environment.CurrentManagedThreadId;
+        if (options.PinToCpu >= 0)
+        {
+            PinCurrentThread(options.PinToCpu);
+        }
+        _ring = new IoUring((uint)options.SubmissionQueueSize, (uint)options.CompletionQueueSize);
+        try
+        {
+            int files = options.FileTableSize > 0 ? options.FileTableSize : DefaultFileTableSize();
+            _ring.RegisterSparseFiles((uint)files);
+            FileTableSize = files;
+            _buffers = new BufferRing(_ring, groupId: 0, options.ReceiveBufferCount, options.ReceiveBufferSize);
+            _wakeFd = CreateWakeEventFd();
+            ArmWakeRead();
+        }
+        catch
+        {
+            _buffers?.Dispose();
+            _ring.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Creates a channel owned by the calling thread (mp_create).
+    /// </summary>
+    /// <exception cref="MegaPipeException">io_uring cannot be set up; the message names the cause (EPERM from a seccomp profile or kernel.io_uring_disabled, ENOSYS, ...).</exception>
+    public static MegaPipeChannel Create(ChannelOptions? options = null) => new(options ?? new ChannelOptions());
+
+    /// <summary>A process-unique id (starting at 1).</summary>
+    public int Id { get; }
+
+    /// <summary>The options the channel was created with.</summary>
+    public ChannelOptions Options { get; }
+
+    /// <summary>Slots of the registered file table that holds lightweight sockets.</summary>
+    public int FileTableSize { get; }
+
+    /// <summary>Why the ring runs with fewer setup flags than preferred, or null when it has them all.</summary>
+    public string? Degradation => _ring.Degradation;
+
+    /// <summary>Live handles (registered and not yet fully closed).</summary>
+    public int HandleCount => _liveHandles;
+
+    /// <summary>Channel-owned receive buffers not currently lent out.</summary>
+    public int ReceiveBuffersAvailable => _buffers.Available;
+
+    /// <summary>A snapshot of the channel's counters; may be read from any thread.</summary>
+    public ChannelCounters Counters => new(
+        Volatile.Read(ref _commands),
+        _ring.EnterCalls + Volatile.Read(ref _otherSystemCalls),
+        _ring.SqesSubmitted,
+        Volatile.Read(ref _completions),
+        Volatile.Read(ref _events),
+        Volatile.Read(ref _wakeups));
+
+    /// <summary>True when the calling thread owns this channel.</summary>
+    public bool IsOwnerThread => Environment.CurrentManagedThreadId == _ownerThreadId;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckOwner()
+    {
+        if (Environment.CurrentManagedThreadId != _ownerThreadId)
+        {
+            ThrowHelper.ThrowWrongThread();
+        }
+        if (_disposed)
+        {
+            ThrowHelper.ThrowDisposed();
+        }
+    }
+
+    private static int DefaultFileTableSize()
+    {
+        Interop.rlimit limit;
+        if (Interop.getrlimit(Interop.RLIMIT_NOFILE, &limit) != 0)
+        {
+            return 1024;
+        }
+        return (int)Math.Min(65536UL, limit.rlim_cur);
+    }
+
+    /// <summary>Pins the calling thread to one CPU.</summary>
+    public static void PinCurrentThread(int cpu)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(cpu);
+        ulong* mask = stackalloc ulong[16];
+        new Span<ulong>(mask, 16).Clear();
+        mask[cpu / 64] = 1UL << (cpu % 64);
+        if (Interop.sched_setaffinity(0, 16 * sizeof(ulong), mask) != 0)
+        {
+            ThrowHelper.ThrowLastErrno("sched_setaffinity");
+        }
+    }
+
+    /// <summary>The CPU the calling thread runs on now.</summary>
+    public static int CurrentCpu => Interop.sched_getcpu();
+
+    /// <summary>
+    /// Closes the ring (mp_destroy). The kernel cancels every request in flight; descriptors the
+    /// channel owns are closed; caller-registered descriptors are released but not closed.
+    /// Call it on the owner thread, or after the owner thread has stopped.
+    /// </summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        // Closing the ring cancels all requests and drops every direct descriptor.
+        _ring.Dispose();
+        foreach (HandleState? state in _handles)
+        {
+            if (state is null || state.Status == HandleStatus.Free)
+            {
+                continue;
+            }
+            ReleaseDescriptor(state, closeRegular: true);
+        }
+        foreach (Operation? op in _operations)
+        {
+            if (op is null)
+            {
+                continue;
+            }
+            op.Reset();
+            op.FreeNative();
+        }
+        _buffers.Dispose();
+        Interop.close(_wakeFd);
+        NativeMemoryFree();
+        while (_posted.TryDequeue(out _))
+        {
+        }
+    }
+
+    private void ReleaseDescriptor(HandleState state, bool closeRegular)
+    {
+        if (state.External is { } external)
+        {
+            external.DangerousRelease();
+            if (state.OwnsDescriptor)
+            {
+                external.Dispose();
+            }
+        }
+        else if (closeRegular && state.OwnsDescriptor && !state.IsDirect && state.Fd >= 0)
+        {
+            Interop.close(state.Fd);
+        }
+        state.External = null;
+    }
+
+    [Conditional("DEBUG")]
+    private void AssertOwner() => Debug.Assert(IsOwnerThread, "called off the owner thread");
+}

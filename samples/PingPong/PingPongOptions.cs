@@ -1,0 +1,54 @@
+using System.Globalization;
+
+namespace PingPong;
+
+public sealed class PingPongOptions
+{
+    public string Mode { get; private set; } = "";
+    public string Host { get; private set; } = "127.0.0.1";
+    public int Port { get; private set; } = 5001;
+    public int Threads { get; private set; } = Environment.ProcessorCount;
+    public string Transport { get; private set; } = "megapipe";
+    public int Size { get; private set; } = 64;
+    public int Connections { get; private set; } = 64;
+    public double Duration { get; private set; } = 10;
+    public int Transactions { get; private set; }
+    public bool Batching { get; private set; } = true;
+    public bool Partitioning { get; private set; } = true;
+    public bool Lightweight { get; private set; } = true;
+    public int FirstCpu { get; private set; } = -1;
+
+    public static PingPongOptions Parse(string[] args)
+    {
+        var o = new PingPongOptions { Mode = args.Length > 0 ? args[0] : "" };
+        for (int i = 1; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            int NextInt() => int.Parse(Next(), CultureInfo.InvariantCulture);
+            switch (args[i])
+            {
+                case "--host": o.Host = Next(); break;
+                case "--port": o.Port = NextInt(); break;
+                case "--threads": o.Threads = NextInt(); break;
+                case "--transport": o.Transport = Next(); break;
+                case "--size": o.Size = NextInt(); break;
+                case "--connections": o.Connections = NextInt(); break;
+                case "--duration": o.Duration = double.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--transactions": o.Transactions = NextInt(); break;
+                case "--no-batching": o.Batching = false; break;
+                case "--no-partitioning": o.Partitioning = false; break;
+                case "--no-lightweight": o.Lightweight = false; break;
+                case "--pin-from": o.FirstCpu = NextInt(); break;
+                default: throw new ArgumentException($"unknown option {args[i]}");
+            }
+        }
+        return o;
+    }
+
+    public ChannelOptionsSnapshot ChannelOptions() => new(Batching, Lightweight);
+}
+
+public readonly record struct ChannelOptionsSnapshot(bool Batching, bool Lightweight)
+{
+    public MegaPipe.ChannelOptions Create(int cpu) => new() { Batching = Batching, LightweightSockets = Lightweight, PinToCpu = cpu };
+}

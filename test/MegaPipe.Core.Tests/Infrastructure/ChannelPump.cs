@@ -13,7 +13,12 @@ public sealed class ChannelPump
 
     public ChannelPump(MegaPipeChannel channel) => _channel = channel;
 
+    public MegaPipeChannel Channel => _channel;
+
     public List<CompletionEvent> Events { get; } = new();
+
+    // Every event ever dispatched, in order (Events loses the ones WaitFor takes).
+    public List<CompletionEvent> History { get; } = new();
 
     // Received bytes per handle (copied out of channel buffers before the next dispatch).
     public Dictionary<MegaPipeHandle, MemoryStream> Received { get; } = new();
@@ -28,7 +33,7 @@ public sealed class ChannelPump
         {
             if (watch.Elapsed > limit)
             {
-                throw new TimeoutException($"Timed out waiting for {what ?? "condition"}; events so far: {string.Join(", ", Events.TakeLast(10))}");
+                throw new TimeoutException($"Timed out waiting for {what ?? "condition"}; events so far: {string.Join(", ", History.TakeLast(10))}");
             }
             DispatchOnce(TimeSpan.FromMilliseconds(50));
         }
@@ -49,20 +54,36 @@ public sealed class ChannelPump
                 stream.Write(_channel.GetReceivedData(e));
             }
             Events.Add(e);
+            History.Add(e);
             OnEvent?.Invoke(e);
         }
         return n;
     }
 
-    public CompletionEvent WaitFor(ChannelCommand command, MegaPipeHandle? handle = null, TimeSpan? timeout = null)
+    // Dispatches without blocking until a dispatch returns nothing (everything ready is collected).
+    public void Drain()
     {
-        int start = 0;
+        while (DispatchOnce(TimeSpan.Zero) > 0)
+        {
+        }
+    }
+
+    public byte[] ReceivedBytes(MegaPipeHandle handle) => Received.TryGetValue(handle, out MemoryStream? s) ? s.ToArray() : [];
+
+    public int ReceivedCount(MegaPipeHandle handle) => Received.TryGetValue(handle, out MemoryStream? s) ? (int)s.Length : 0;
+
+    public CompletionEvent WaitFor(ChannelCommand command, MegaPipeHandle? handle = null, TimeSpan? timeout = null)
+        => WaitFor(e => e.Command == command && (handle is null || e.Handle == handle.Value), command.ToString(), timeout);
+
+    // Waits for the first collected event that matches and takes it out of Events.
+    public CompletionEvent WaitFor(Func<CompletionEvent, bool> match, string what, TimeSpan? timeout = null)
+    {
         CompletionEvent found = default;
         Until(() =>
         {
-            for (int i = start; i < Events.Count; i++)
+            for (int i = 0; i < Events.Count; i++)
             {
-                if (Events[i].Command == command && (handle is null || Events[i].Handle == handle.Value))
+                if (match(Events[i]))
                 {
                     found = Events[i];
                     Events.RemoveAt(i);
@@ -70,7 +91,7 @@ public sealed class ChannelPump
                 }
             }
             return false;
-        }, timeout, command.ToString());
+        }, timeout, what);
         return found;
     }
 }

@@ -1,0 +1,39 @@
+// An unmodified ASP.NET Core app: the only MegaPipe line is UseMegaPipe().
+//   dotnet run -c Release --project samples/WebApp                       (MegaPipe, 127.0.0.1:5000)
+//   dotnet run -c Release --project samples/WebApp -- --transport sockets (Kestrel's Sockets transport)
+// Transport options bind from the "MegaPipe" section, e.g. --MegaPipe:UnsafeInlineScheduling true.
+var builder = WebApplication.CreateBuilder(args);
+builder.Logging.SetMinimumLevel(LogLevel.Warning);
+builder.Logging.AddFilter("MegaPipe.Transport", LogLevel.Information);
+builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
+
+string transport = builder.Configuration["transport"] ?? "megapipe";
+if (transport.Equals("megapipe", StringComparison.OrdinalIgnoreCase))
+{
+    builder.WebHost.UseMegaPipe();
+}
+else if (!transport.Equals("sockets", StringComparison.OrdinalIgnoreCase))
+{
+    Console.Error.WriteLine($"unknown transport '{transport}': use megapipe or sockets");
+    return 2;
+}
+if (builder.Configuration["urls"] is null && builder.Configuration["ASPNETCORE_URLS"] is null)
+{
+    builder.WebHost.UseUrls("http://127.0.0.1:5000");
+}
+
+var app = builder.Build();
+app.UseStaticFiles();
+
+byte[] hello = "Hello, World!"u8.ToArray();
+app.MapGet("/plaintext", (HttpContext context) =>
+{
+    context.Response.ContentType = "text/plain";
+    context.Response.ContentLength = hello.Length;
+    return context.Response.Body.WriteAsync(hello).AsTask();
+});
+app.MapGet("/json", () => Results.Json(new { message = "Hello, World!" }));
+app.MapGet("/", () => Results.Text($"MegaPipe.NET sample web app on the {transport} transport: try /plaintext, /json, /index.html\n"));
+
+app.Run();
+return 0;

@@ -1,0 +1,115 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Buffers;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+
+namespace MegaPipe.Transport.Internal;
+
+// One MegaPipe channel and the thread that owns it: dispatches completions to their handlers and
+// runs work other threads post (output ready, resume reading, abort).
+internal sealed class ChannelThread
+{
+    private readonly Thread _thread;
+    private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private MegaPipeChannel? _channel;
+    // Set by RequestStop; the loop ends once no handle of ours is left.
+    private volatile bool _stopRequested;
+
+    public ChannelThread(int index, MegaPipeTransportOptions options, ILogger logger, IMemoryPoolFactory<byte>? memoryPoolFactory)
+    {
+        Index = index;
+        Options = options;
+        Logger = logger;
+        MemoryPool = memoryPoolFactory?.Create(new MemoryPoolOptions { Owner = "MegaPipe" }) ?? MemoryPool<byte>.Shared;
+        _thread = new Thread(Run) { IsBackground = true, Name = $"MegaPipe channel {index}" };
+    }
+
+    public int Index { get; }
+    public MegaPipeTransportOptions Options { get; }
+    public ILogger Logger { get; }
+    public MemoryPool<byte> MemoryPool { get; }
+    public MegaPipeChannel Channel => _channel!;
+    // Live connections and listener registrations on this channel (channel thread only).
+    public int Registrations { get; set; }
+
+    public Task StartAsync()
+    {
+        _thread.Start();
+        return _started.Task;
+    }
+
+    public Task Stopped => _stopped.Task;
+
+    public void Post(IChannelWorkItem item) => _channel!.Post(item);
+
+    public void RequestStop()
+    {
+        _stopRequested = true;
+        if (_channel is { } channel)
+        {
+            channel.Post(WakeItem.Instance);
+        }
+    }
+
+    private void Run()
+    {
+        MegaPipeChannel channel;
+        try
+        {
+            int cpu = Options.PinChannelThreads ? Index % Environment.ProcessorCount : -1;
+            channel = _channel = MegaPipeChannel.Create(new ChannelOptions
+            {
+                Batching = Options.Batching,
+                LightweightSockets = Options.LightweightSockets,
+                PinToCpu = cpu,
+                ReceiveBufferCount = Options.ReceiveBufferCount,
+                ReceiveBufferSize = Options.ReceiveBufferSize,
+            });
+        }
+        catch (Exception e)
+        {
+            _started.SetException(e);
+            _stopped.SetResult();
+            return;
+        }
+        if (channel.Degradation is { } degradation)
+        {
+            MegaPipeLog.ChannelDegraded(Logger, Index, degradation);
+        }
+        _started.SetResult();
+
+        var events = new CompletionEvent[512];
+        try
+        {
+            while (!_stopRequested || Registrations > 0)
+            {
+                int count = channel.Dispatch(events, _stopRequested ? TimeSpan.FromMilliseconds(100) : Timeout.InfiniteTimeSpan);
+                for (int i = 0; i < count; i++)
+                {
+                    ((IChannelEventHandler)events[i].Cookie!).OnCompletion(in events[i]);
+                    events[i] = default;
+                }
+            }
+            channel.Dispose();
+        }
+        catch (Exception e)
+        {
+            // The ring's state is unknown after an exception on its thread: stop the process rather
+            // than leave connections hanging or corrupt memory the kernel still writes to.
+            MegaPipeLog.ChannelFailed(Logger, Index, e);
+            Environment.FailFast($"MegaPipe channel {Index} failed: {e}", e);
+        }
+        _stopped.SetResult();
+    }
+
+    private sealed class WakeItem : IChannelWorkItem
+    {
+        public static readonly WakeItem Instance = new();
+
+        public void Execute(MegaPipeChannel channel)
+        {
+        }
+    }
+}

@@ -1,0 +1,115 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Buffers;
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+
+namespace MegaPipe.Transport.Internal;
+
+// Receiving: continuous receive into channel buffers, copied into the input pipe; stopped while
+// the pipe is over its pause threshold and restarted when the application catches up.
+internal sealed partial class MegaPipeConnection
+{
+    private void OnReceive(in CompletionEvent completion)
+    {
+        if (completion.Result > 0)
+        {
+            if (_inputCompleted)
+            {
+                return; // the application stopped reading: nothing wants these bytes
+            }
+            PipeWriter writer = _input.Writer;
+            writer.Write(_channel.GetReceivedData(completion));
+            if (_readPaused)
+            {
+                // Arrived before the stop took effect; committed by the flush after resuming.
+                _unflushedInput = true;
+                return;
+            }
+            FlushInput();
+            return;
+        }
+
+        if (completion.Result == 0)
+        {
+            MegaPipeLog.ConnectionReadFin(_thread.Logger, ConnectionId);
+            CompleteInput(null);
+            return;
+        }
+
+        Errno error = completion.Error;
+        if (error is Errno.ECONNRESET or Errno.EPIPE or Errno.ECONNABORTED or Errno.ETIMEDOUT)
+        {
+            MegaPipeLog.ConnectionReset(_thread.Logger, ConnectionId, error);
+            CompleteInput(new ConnectionResetException($"The connection was reset by the peer ({error}).", new MegaPipeException("recv", error)));
+        }
+        else
+        {
+            MegaPipeLog.ConnectionError(_thread.Logger, ConnectionId, error);
+            CompleteInput(new ConnectionAbortedException($"Receiving failed ({error}).", new MegaPipeException("recv", error)));
+        }
+    }
+
+    private void FlushInput()
+    {
+        ValueTask<FlushResult> flush = _input.Writer.FlushAsync();
+        if (flush.IsCompletedSuccessfully)
+        {
+            if (flush.Result.IsCompleted)
+            {
+                StopReceiving();
+            }
+            return;
+        }
+        // Backpressure: stop receiving until the reader drains below the resume threshold.
+        _readPaused = true;
+        _pendingFlush = flush;
+        StopReceiving();
+        MegaPipeLog.ConnectionPause(_thread.Logger, ConnectionId);
+        flush.GetAwaiter().UnsafeOnCompleted(_resumeCallback);
+    }
+
+    private void ResumeReading()
+    {
+        if (!_readPaused)
+        {
+            return;
+        }
+        _readPaused = false;
+        FlushResult result;
+        try
+        {
+            result = _pendingFlush.GetAwaiter().GetResult();
+        }
+        catch (Exception)
+        {
+            _pendingFlush = default;
+            CompleteInput(null);
+            return;
+        }
+        _pendingFlush = default;
+        if (result.IsCompleted || _inputCompleted || _closing)
+        {
+            return;
+        }
+        MegaPipeLog.ConnectionResume(_thread.Logger, ConnectionId);
+        if (_unflushedInput)
+        {
+            _unflushedInput = false;
+            FlushInput();
+            if (_readPaused)
+            {
+                return;
+            }
+        }
+        _channel.Receive(_handle);
+    }
+
+    private void StopReceiving()
+    {
+        if (!_closing)
+        {
+            _channel.StopReceive(_handle);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+
+namespace MegaPipe.Transport.Internal;
+
+// Sending: the output pipe is read on the channel thread; each read's whole buffer becomes one
+// gathered write, batched with other connections' commands. One send is in flight at a time,
+// so partial sends complete in order.
+internal sealed partial class MegaPipeConnection
+{
+    // Reads the output pipe until a read is pending or a send was issued.
+    private void StartOutputRead()
+    {
+        while (!_closing)
+        {
+            _outputRead = _output.Reader.ReadAsync();
+            if (!_outputRead.IsCompleted)
+            {
+                _outputRead.GetAwaiter().UnsafeOnCompleted(_outputReadyCallback);
+                return;
+            }
+            if (!ProcessOutput())
+            {
+                return;
+            }
+        }
+    }
+
+    // Handles a completed output read; true when the caller should read again.
+    private bool ProcessOutput()
+    {
+        ReadResult result;
+        try
+        {
+            result = _outputRead.GetAwaiter().GetResult();
+        }
+        catch (Exception)
+        {
+            BeginClose();
+            return false;
+        }
+        _outputRead = default;
+        var buffer = result.Buffer;
+        if (_closing)
+        {
+            return false;
+        }
+        if (!buffer.IsEmpty)
+        {
+            System.Diagnostics.Debug.Assert(!_writeInFlight, "one send in flight per connection");
+            _sending = buffer;
+            _sendIsLast = result.IsCompleted;
+            _writeInFlight = true;
+            _channel.Write(_handle, buffer);
+            return false;
+        }
+        _output.Reader.AdvanceTo(buffer.End);
+        if (result.IsCompleted || result.IsCanceled)
+        {
+            MegaPipeLog.ConnectionWriteFin(_thread.Logger, ConnectionId, "The application completed the output.");
+            BeginClose();
+            return false;
+        }
+        return true;
+    }
+
+    private void OnWriteCompleted(in CompletionEvent completion)
+    {
+        _writeInFlight = false;
+        if (!completion.Succeeded)
+        {
+            Errno error = completion.Error;
+            MegaPipeLog.ConnectionError(_thread.Logger, ConnectionId, error);
+            _outputCompleted = true;
+            _output.Reader.Complete(error is Errno.ECONNRESET or Errno.EPIPE
+                ? new ConnectionResetException($"The connection was reset by the peer ({error}).", new MegaPipeException("send", error))
+                : new ConnectionAbortedException($"Sending failed ({error}).", new MegaPipeException("send", error)));
+            _sending = default;
+            BeginClose();
+            return;
+        }
+        _output.Reader.AdvanceTo(_sending.End);
+        _sending = default;
+        if (_sendIsLast)
+        {
+            MegaPipeLog.ConnectionWriteFin(_thread.Logger, ConnectionId, "The application completed the output.");
+            BeginClose();
+            return;
+        }
+        StartOutputRead();
+    }
+}

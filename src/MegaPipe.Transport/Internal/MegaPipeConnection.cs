@@ -1,0 +1,242 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace MegaPipe.Transport.Internal;
+
+// One accepted connection. Received bytes go into the input pipe; what the application flushes
+// to the output pipe is sent by the owning channel, one send in flight at a time. Every field
+// below "channel-thread state" is touched only on the channel thread; other threads reach the
+// connection by setting a pending flag and posting it to the channel.
+internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWorkItem, IChannelEventHandler,
+    IConnectionIdFeature, IConnectionTransportFeature, IConnectionItemsFeature, IMemoryPoolFeature,
+    IConnectionLifetimeFeature, IConnectionEndPointFeature
+{
+    // Pending work flags, set by any thread, consumed by Execute on the channel thread.
+    private const int PendingOutput = 1;
+    private const int PendingResume = 2;
+    private const int PendingAbort = 4;
+
+    private static long s_lastId = DateTime.UtcNow.Ticks;
+
+    private readonly ChannelThread _thread;
+    private readonly MegaPipeChannel _channel;
+    private readonly MegaPipeHandle _handle;
+    private readonly Pipe _input;
+    private readonly Pipe _output;
+    private readonly CancellationTokenSource _closedTokenSource = new();
+    private readonly TaskCompletionSource _closedTask = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Action _outputReadyCallback;
+    private readonly Action _resumeCallback;
+    private string? _connectionId;
+    private IDictionary<object, object?>? _items;
+    // Bit set of Pending* flags not yet handled.
+    private int _pending;
+    // Why the connection was aborted, or null.
+    private volatile ConnectionAbortedException? _abortReason;
+
+    // ---- channel-thread state ----
+    // The continuous receive is stopped for backpressure; _pendingFlush completes when the reader catches up.
+    private bool _readPaused;
+    private ValueTask<FlushResult> _pendingFlush;
+    // Bytes written into the input pipe after the paused flush; they need one more flush.
+    private bool _unflushedInput;
+    // The input writer is completed (end of stream, error or close).
+    private bool _inputCompleted;
+    // The outstanding read of the output pipe.
+    private ValueTask<ReadResult> _outputRead;
+    // The buffer being sent (one send in flight), and whether the application completed output after it.
+    private ReadOnlySequence<byte> _sending;
+    private bool _sendIsLast;
+    private bool _writeInFlight;
+    // The output reader is completed.
+    private bool _outputCompleted;
+    // Close has been issued to the channel; the Close event sets _closed.
+    private bool _closing;
+    private bool _closed;
+
+    public MegaPipeConnection(ChannelThread thread, MegaPipeHandle handle, EndPoint? localEndPoint, EndPoint? remoteEndPoint)
+    {
+        Debug.Assert(thread.Channel.IsOwnerThread, "connections are created on their channel thread");
+        _thread = thread;
+        _channel = thread.Channel;
+        _handle = handle;
+        LocalEndPoint = localEndPoint;
+        RemoteEndPoint = remoteEndPoint;
+        MegaPipeTransportOptions options = thread.Options;
+        MemoryPool<byte> pool = thread.MemoryPool;
+        PipeScheduler applicationScheduler = options.UnsafeInlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
+        long maxRead = options.MaxReadBufferSize > 0 ? options.MaxReadBufferSize : 0;
+        long maxWrite = options.MaxWriteBufferSize > 0 ? options.MaxWriteBufferSize : 0;
+        // Input: the channel writes, the application reads (on the thread pool unless inline).
+        _input = new Pipe(new PipeOptions(pool, applicationScheduler, PipeScheduler.Inline, maxRead, maxRead / 2, useSynchronizationContext: false));
+        // Output: the application writes; the reader callback only posts to the channel, so it runs inline.
+        _output = new Pipe(new PipeOptions(pool, PipeScheduler.Inline, applicationScheduler, maxWrite, maxWrite / 2, useSynchronizationContext: false));
+        Transport = new DuplexPipe(_input.Reader, _output.Writer);
+        _outputReadyCallback = () => SchedulePending(PendingOutput);
+        _resumeCallback = () => SchedulePending(PendingResume);
+        ConnectionClosed = _closedTokenSource.Token;
+
+        var features = new FeatureCollection();
+        features.Set<IConnectionIdFeature>(this);
+        features.Set<IConnectionTransportFeature>(this);
+        features.Set<IConnectionItemsFeature>(this);
+        features.Set<IMemoryPoolFeature>(this);
+        features.Set<IConnectionLifetimeFeature>(this);
+        features.Set<IConnectionEndPointFeature>(this);
+        Features = features;
+
+        _channel.SetCookie(handle, this);
+        _thread.Registrations++;
+        _channel.Receive(handle);
+        StartOutputRead();
+    }
+
+    public override string ConnectionId
+    {
+        get => _connectionId ??= "MP" + Interlocked.Increment(ref s_lastId).ToString("X", System.Globalization.CultureInfo.InvariantCulture);
+        set => _connectionId = value;
+    }
+
+    public override IFeatureCollection Features { get; }
+
+    public override IDictionary<object, object?> Items
+    {
+        get => _items ??= new ConnectionItems();
+        set => _items = value;
+    }
+
+    public override IDuplexPipe Transport { get; set; }
+
+    public override CancellationToken ConnectionClosed { get; set; }
+
+    public MemoryPool<byte> MemoryPool => _thread.MemoryPool;
+
+    public override void Abort(ConnectionAbortedException abortReason)
+    {
+        _abortReason ??= abortReason;
+        SchedulePending(PendingAbort);
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        Transport.Input.Complete();
+        Transport.Output.Complete();
+        await _closedTask.Task.ConfigureAwait(false);
+        _closedTokenSource.Dispose();
+    }
+
+    // Any thread: remember the work and make sure the channel runs Execute once for it.
+    private void SchedulePending(int flag)
+    {
+        if (Interlocked.Or(ref _pending, flag) == 0)
+        {
+            _thread.Post(this);
+        }
+    }
+
+    public void Execute(MegaPipeChannel channel)
+    {
+        int pending = Interlocked.Exchange(ref _pending, 0);
+        if (_closed)
+        {
+            return;
+        }
+        if ((pending & PendingAbort) != 0)
+        {
+            BeginClose();
+        }
+        if ((pending & PendingOutput) != 0)
+        {
+            if (ProcessOutput())
+            {
+                StartOutputRead();
+            }
+        }
+        if ((pending & PendingResume) != 0)
+        {
+            ResumeReading();
+        }
+    }
+
+    public void OnCompletion(in CompletionEvent completion)
+    {
+        switch (completion.Command)
+        {
+            case ChannelCommand.Receive:
+                OnReceive(completion);
+                break;
+            case ChannelCommand.Write:
+                OnWriteCompleted(completion);
+                break;
+            case ChannelCommand.Close:
+                OnClosed();
+                break;
+        }
+    }
+
+    // Begins closing: the channel cancels the receive and any send, then closes the socket.
+    private void BeginClose()
+    {
+        if (_closing)
+        {
+            return;
+        }
+        _closing = true;
+        _channel.Close(_handle);
+    }
+
+    private void OnClosed()
+    {
+        _closed = true;
+        _thread.Registrations--;
+        CompleteInput(_abortReason);
+        if (!_outputCompleted)
+        {
+            _outputCompleted = true;
+            _output.Reader.Complete();
+        }
+        if (_readPaused)
+        {
+            _readPaused = false;
+        }
+        // ConnectionClosed callbacks are application code: keep them off the channel thread.
+        ThreadPool.UnsafeQueueUserWorkItem(static state =>
+        {
+            var connection = (MegaPipeConnection)state!;
+            try
+            {
+                connection._closedTokenSource.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+            connection._closedTask.TrySetResult();
+        }, this);
+    }
+
+    private void CompleteInput(Exception? error)
+    {
+        if (!_inputCompleted)
+        {
+            _inputCompleted = true;
+            _input.Writer.Complete(error);
+        }
+    }
+
+    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+        public PipeWriter Output { get; } = output;
+    }
+
+    private sealed class ConnectionItems : Dictionary<object, object?>
+    {
+    }
+}

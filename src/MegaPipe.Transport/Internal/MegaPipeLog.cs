@@ -1,0 +1,39 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using Microsoft.Extensions.Logging;
+
+namespace MegaPipe.Transport.Internal;
+
+// Source-generated log messages with fixed event ids.
+internal static partial class MegaPipeLog
+{
+    [LoggerMessage(1, LogLevel.Debug, @"Connection id ""{ConnectionId}"" received FIN.", EventName = "ConnectionReadFin")]
+    public static partial void ConnectionReadFin(ILogger logger, string connectionId);
+
+    [LoggerMessage(2, LogLevel.Debug, @"Connection id ""{ConnectionId}"" sending FIN because: ""{Reason}""", EventName = "ConnectionWriteFin")]
+    public static partial void ConnectionWriteFin(ILogger logger, string connectionId, string reason);
+
+    [LoggerMessage(3, LogLevel.Debug, @"Connection id ""{ConnectionId}"" reset by the peer ({Errno}).", EventName = "ConnectionReset")]
+    public static partial void ConnectionReset(ILogger logger, string connectionId, Errno errno);
+
+    [LoggerMessage(4, LogLevel.Debug, @"Connection id ""{ConnectionId}"" communication error: {Errno}.", EventName = "ConnectionError")]
+    public static partial void ConnectionError(ILogger logger, string connectionId, Errno errno);
+
+    [LoggerMessage(5, LogLevel.Debug, @"Connection id ""{ConnectionId}"" paused reading: the input pipe is full.", EventName = "ConnectionPause")]
+    public static partial void ConnectionPause(ILogger logger, string connectionId);
+
+    [LoggerMessage(6, LogLevel.Debug, @"Connection id ""{ConnectionId}"" resumed reading.", EventName = "ConnectionResume")]
+    public static partial void ConnectionResume(ILogger logger, string connectionId);
+
+    [LoggerMessage(7, LogLevel.Warning, "Accepting on {EndPoint} failed: {Errno}. The listener keeps accepting.", EventName = "AcceptFailed")]
+    public static partial void AcceptFailed(ILogger logger, System.Net.EndPoint endPoint, Errno errno);
+
+    [LoggerMessage(8, LogLevel.Information, "MegaPipe transport listening on {EndPoint}: {Channels} channels, batching {Batching}, partitioning {Partitioned}, lightweight sockets {Lightweight}, inline scheduling {Inline}.", EventName = "Listening")]
+    public static partial void Listening(ILogger logger, System.Net.EndPoint endPoint, int channels, bool batching, bool partitioned, bool lightweight, bool inline);
+
+    [LoggerMessage(9, LogLevel.Warning, "MegaPipe channel {Channel} runs degraded: {Degradation}", EventName = "ChannelDegraded")]
+    public static partial void ChannelDegraded(ILogger logger, int channel, string degradation);
+
+    [LoggerMessage(10, LogLevel.Critical, "MegaPipe channel {Channel} failed; the process cannot continue safely.", EventName = "ChannelFailed")]
+    public static partial void ChannelFailed(ILogger logger, int channel, Exception exception);
+}

@@ -1,0 +1,59 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+namespace MegaPipe.Transport;
+
+/// <summary>Options of the MegaPipe transport. Bindable from the "MegaPipe" configuration section.</summary>
+public sealed class MegaPipeTransportOptions
+{
+    /// <summary>The number of channels, each a thread with its own io_uring and its own accept queue.</summary>
+    /// <remarks>Defaults to <see cref="Environment.ProcessorCount"/>.</remarks>
+    public int ChannelCount { get; set; } = Environment.ProcessorCount;
+
+    /// <summary>Batching: each channel carries all its pending commands (sends of every connection, receives, accepts) in one system call per loop turn.</summary>
+    /// <remarks>Defaults to <see langword="true"/>.</remarks>
+    public bool Batching { get; set; } = true;
+
+    /// <summary>Partitioning: one CPU-steered SO_REUSEPORT accept queue per channel instead of one shared listening socket.</summary>
+    /// <remarks>Defaults to <see langword="true"/>.</remarks>
+    public bool Partitioning { get; set; } = true;
+
+    /// <summary>Lightweight sockets: accepted connections live only in the channel's registered file table (io_uring direct descriptors).</summary>
+    /// <remarks>Defaults to <see langword="true"/>.</remarks>
+    public bool LightweightSockets { get; set; } = true;
+
+    /// <summary>
+    /// Runs Kestrel and application code inline on the channel thread when data arrives, instead of
+    /// on the thread pool. Faster (no thread hop, and responses join the channel's next batch),
+    /// but application code that blocks stalls every other connection of that channel.
+    /// </summary>
+    /// <remarks>Defaults to <see langword="false"/>.</remarks>
+    public bool UnsafeInlineScheduling { get; set; }
+
+    /// <summary>Received bytes buffered per connection before the transport stops reading (backpressure); 0 or less for no limit.</summary>
+    /// <remarks>Defaults to 1 MiB, as Kestrel's Sockets transport.</remarks>
+    public long MaxReadBufferSize { get; set; } = 1024 * 1024;
+
+    /// <summary>Response bytes buffered per connection before the application's flush waits; 0 or less for no limit.</summary>
+    /// <remarks>Defaults to 64 KiB, as Kestrel's Sockets transport.</remarks>
+    public long MaxWriteBufferSize { get; set; } = 64 * 1024;
+
+    /// <summary>The listen backlog of each accept queue.</summary>
+    /// <remarks>Defaults to 512, as Kestrel's Sockets transport.</remarks>
+    public int Backlog { get; set; } = 512;
+
+    /// <summary>TCP_NODELAY on accepted connections.</summary>
+    /// <remarks>Defaults to <see langword="true"/>.</remarks>
+    public bool NoDelay { get; set; } = true;
+
+    /// <summary>Pins channel thread i to CPU i (mod the CPU count), so partitioned accept queues and their channels share a core.</summary>
+    /// <remarks>Defaults to <see langword="false"/>.</remarks>
+    public bool PinChannelThreads { get; set; }
+
+    /// <summary>Channel-owned receive buffers per channel, shared by all its connections.</summary>
+    /// <remarks>Defaults to 1024.</remarks>
+    public int ReceiveBufferCount { get; set; } = 1024;
+
+    /// <summary>Size of each channel-owned receive buffer.</summary>
+    /// <remarks>Defaults to 4096.</remarks>
+    public int ReceiveBufferSize { get; set; } = 4096;
+}

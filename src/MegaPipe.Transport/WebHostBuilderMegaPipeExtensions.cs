@@ -1,0 +1,31 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using MegaPipe.Transport;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Microsoft.AspNetCore.Hosting;
+
+/// <summary>Puts Kestrel on the MegaPipe transport.</summary>
+public static class WebHostBuilderMegaPipeExtensions
+{
+    /// <summary>
+    /// Serves Kestrel's endpoints through MegaPipe channels. Endpoints the transport cannot bind
+    /// (such as a file-handle endpoint) are left to the next registered transport.
+    /// Options bind from the "MegaPipe" configuration section.
+    /// </summary>
+    public static IWebHostBuilder UseMegaPipe(this IWebHostBuilder builder) => builder.UseMegaPipe(_ => { });
+
+    /// <summary>Serves Kestrel's endpoints through MegaPipe channels, with options.</summary>
+    public static IWebHostBuilder UseMegaPipe(this IWebHostBuilder builder, Action<MegaPipeTransportOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configure);
+        return builder.ConfigureServices((context, services) =>
+        {
+            services.AddOptions<MegaPipeTransportOptions>().Bind(context.Configuration.GetSection("MegaPipe")).Configure(configure);
+            // Added after Kestrel's own transport: Kestrel asks the last registered factory first.
+            services.AddSingleton<IConnectionListenerFactory, MegaPipeTransportFactory>();
+        });
+    }
+}

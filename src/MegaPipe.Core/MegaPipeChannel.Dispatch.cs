@@ -260,9 +260,15 @@ public sealed unsafe partial class MegaPipeChannel
             return;
         }
 
-        if (result == -(int)Errno.ECANCELED && !state.ReceiveWanted)
+        if (result == -(int)Errno.ECANCELED)
         {
-            return; // StopReceive
+            // Ended by StopReceive. A Receive issued while the cancelled request was still in
+            // flight found it armed and left it; start the new one now instead of reporting an error.
+            if (state.ReceiveWanted && state.ReceiveOperation is null && !state.ReceiveStarved)
+            {
+                ArmReceive(state);
+            }
+            return;
         }
 
         // End of stream or an error ends the receive.

@@ -42,11 +42,14 @@ public sealed unsafe partial class MegaPipeChannel
         while (true)
         {
             ReturnLentBuffers();
-            RunPostedWork();
+            bool ranWork = RunPostedWork();
             int count = DrainSynthetic(events);
             if (count == 0 && _ring.CqReady() == 0)
             {
-                WaitForCompletions(timeoutNs);
+                // After posted work, submit its commands and collect what is ready without
+                // blocking: the caller hears that work ran (a loop waiting without a timeout
+                // is stopped this way).
+                WaitForCompletions(ranWork ? 0 : timeoutNs);
             }
             else if (_ring.PendingSubmissions != 0 || _ring.NeedsEnter)
             {
@@ -55,7 +58,7 @@ public sealed unsafe partial class MegaPipeChannel
             count += Reap(events.Slice(count));
             count += DrainSynthetic(events.Slice(count));
             _events += count;
-            if (count > 0 || timeoutNs == 0)
+            if (count > 0 || timeoutNs == 0 || ranWork)
             {
                 return count;
             }
@@ -76,7 +79,7 @@ public sealed unsafe partial class MegaPipeChannel
         }
     }
 
-    /// <summary>Dispatches a single event; false when the timeout passed without one.</summary>
+    /// <summary>Dispatches a single event; false when the timeout passed (or posted work ran) without one.</summary>
     public bool TryDispatch(out CompletionEvent completion, TimeSpan timeout)
     {
         Span<CompletionEvent> one = new CompletionEvent[1];

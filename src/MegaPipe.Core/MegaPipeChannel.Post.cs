@@ -47,14 +47,18 @@ public sealed unsafe partial class MegaPipeChannel
         }
     }
 
-    private void RunPostedWork()
+    // Runs the work queued so far; true when any ran.
+    private bool RunPostedWork()
     {
         // Run only what was queued before we started, so a work item that posts again cannot starve I/O.
         int budget = _posted.Count;
+        bool ran = false;
         while (budget-- > 0 && _posted.TryDequeue(out IChannelWorkItem? item))
         {
             item.Execute(this);
+            ran = true;
         }
+        return ran;
     }
 
     private static int CreateWakeEventFd()

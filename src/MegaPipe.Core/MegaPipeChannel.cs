@@ -43,6 +43,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
             PinCurrentThread(options.PinToCpu);
         }
         _ring = new IoUring((uint)options.SubmissionQueueSize, (uint)options.CompletionQueueSize);
+        _wakeFd = -1;
         try
         {
             int files = options.FileTableSize > 0 ? options.FileTableSize : DefaultFileTableSize();
@@ -51,11 +52,20 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
             _buffers = new BufferRing(_ring, groupId: 0, options.ReceiveBufferCount, options.ReceiveBufferSize);
             _wakeFd = CreateWakeEventFd();
             ArmWakeRead();
+            // Submit the wake-up read now; this also proves io_uring_enter is allowed, which a
+            // seccomp profile may deny while allowing io_uring_setup.
+            _ring.SubmitStartup();
         }
         catch
         {
-            _buffers?.Dispose();
+            // The ring goes first: it must hold no request on the wake-up fd or buffer we free.
             _ring.Dispose();
+            _buffers?.Dispose();
+            if (_wakeFd >= 0)
+            {
+                Interop.close(_wakeFd);
+            }
+            NativeMemoryFree();
             throw;
         }
     }

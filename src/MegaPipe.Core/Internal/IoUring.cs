@@ -273,6 +273,21 @@ internal sealed unsafe partial class IoUring : IDisposable
         return 0;
     }
 
+    // The first io_uring_enter, made at start-up with what is queued: a seccomp profile may allow
+    // io_uring_setup but deny io_uring_enter, and that must surface here as an exception rather
+    // than at the first dispatch, where a failing enter is fatal.
+    public void SubmitStartup()
+    {
+        int result = Enter(0, getEvents: false, -1);
+        if (result < 0 && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
+        {
+            Errno errno = (Errno)(-result);
+            ThrowHelper.ThrowErrno("io_uring_enter", errno, errno == Errno.EPERM
+                ? "io_uring_setup is allowed but io_uring_enter is blocked for this process, typically by a seccomp profile"
+                : "the new ring cannot be entered");
+        }
+    }
+
     // The kernel asks to be entered: overflowed CQEs are waiting, or deferred task work is pending.
     public bool NeedsEnter
     {

@@ -1,0 +1,97 @@
+using System.Runtime.InteropServices;
+using MegaPipe.Core.Tests.Infrastructure;
+using static MegaPipe.Core.Tests.Infrastructure.TestNative;
+
+namespace MegaPipe.Core.Tests;
+
+// io_uring blocked the way container runtimes block it: a seccomp filter answering EPERM. The
+// filter is installed on a dedicated thread only (no TSYNC), so the rest of the test process,
+// which other tests share, keeps io_uring.
+public class SetupFailureTests
+{
+    private const int SYS_io_uring_setup = 425;
+    private const int SYS_io_uring_enter = 426;
+    private const int EPERM = 1;
+
+    // linux/audit.h
+    private const uint AUDIT_ARCH_X86_64 = 0xC000003E;
+    private const uint AUDIT_ARCH_AARCH64 = 0xC00000B7;
+    // linux/seccomp.h
+    private const uint SECCOMP_RET_ERRNO = 0x00050000;
+    private const uint SECCOMP_RET_ALLOW = 0x7FFF0000;
+    // linux/filter.h: classic BPF opcodes
+    private const ushort BPF_LD_W_ABS = 0x00 | 0x00 | 0x20;
+    private const ushort BPF_JMP_JEQ_K = 0x05 | 0x10 | 0x00;
+    private const ushort BPF_RET_K = 0x06 | 0x00;
+    // struct seccomp_data: int nr; __u32 arch; ...
+    private const uint SeccompDataNr = 0;
+    private const uint SeccompDataArch = 4;
+
+    private static uint AuditArch => RuntimeInformation.ProcessArchitecture switch
+    {
+        Architecture.X64 => AUDIT_ARCH_X86_64,
+        Architecture.Arm64 => AUDIT_ARCH_AARCH64,
+        var other => throw new PlatformNotSupportedException($"no seccomp architecture constant for {other}"),
+    };
+
+    // Makes system call nr fail with errno on the calling thread only.
+    private static unsafe void DenyOnThisThread(int nr, int errno)
+    {
+        sock_filter* code = stackalloc sock_filter[6];
+        code[0] = new sock_filter { code = BPF_LD_W_ABS, k = SeccompDataArch };
+        code[1] = new sock_filter { code = BPF_JMP_JEQ_K, jt = 0, jf = 3, k = AuditArch }; // other ABI: allow
+        code[2] = new sock_filter { code = BPF_LD_W_ABS, k = SeccompDataNr };
+        code[3] = new sock_filter { code = BPF_JMP_JEQ_K, jt = 0, jf = 1, k = (uint)nr };
+        code[4] = new sock_filter { code = BPF_RET_K, k = SECCOMP_RET_ERRNO | (uint)errno };
+        code[5] = new sock_filter { code = BPF_RET_K, k = SECCOMP_RET_ALLOW };
+        var program = new sock_fprog { len = 6, filter = code };
+        // An unprivileged filter needs no_new_privs; both are per-thread without SECCOMP_FILTER_FLAG_TSYNC.
+        Assert.True(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, $"PR_SET_NO_NEW_PRIVS: errno {Marshal.GetLastPInvokeError()}");
+        Assert.True(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, (nuint)(&program), 0, 0) == 0, $"PR_SET_SECCOMP: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    private static Exception? CreateOnFilteredThread(int deniedSyscall)
+        => TestThread.Run($"seccomp-{deniedSyscall}", () =>
+        {
+            DenyOnThisThread(deniedSyscall, EPERM);
+            return Record.Exception(() => MegaPipeChannel.Create().Dispose());
+        });
+
+    [Fact]
+    public void Create_WhenSeccompDeniesIoUringSetup_ThrowsEpermNamingSeccomp()
+    {
+        Exception? e = CreateOnFilteredThread(SYS_io_uring_setup);
+        MegaPipeException error = Assert.IsType<MegaPipeException>(e);
+        Assert.Equal(Errno.EPERM, error.Errno);
+        Assert.Equal("io_uring_setup", error.Operation);
+        Assert.Contains("seccomp", error.Message, StringComparison.Ordinal);
+        Assert.Contains("EPERM", error.Message, StringComparison.Ordinal);
+
+        // Only that thread was filtered.
+        using var channel = MegaPipeChannel.Create();
+    }
+
+    [Fact]
+    public void Create_WhenSeccompDeniesOnlyIoUringEnter_ThrowsInsteadOfFailingAtFirstDispatch()
+    {
+        // io_uring_setup works, but the ring could never be driven: Create must say so, rather
+        // than the first Dispatch bringing the process down.
+        Exception? e = CreateOnFilteredThread(SYS_io_uring_enter);
+        MegaPipeException error = Assert.IsType<MegaPipeException>(e);
+        Assert.Equal(Errno.EPERM, error.Errno);
+        Assert.Equal("io_uring_enter", error.Operation);
+        Assert.Contains("seccomp", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Create_WithCompletionQueueSmallerThanSubmissionQueue_ThrowsEinval()
+    {
+        MegaPipeException error = Assert.Throws<MegaPipeException>(() => MegaPipeChannel.Create(new ChannelOptions
+        {
+            SubmissionQueueSize = 64,
+            CompletionQueueSize = 8,
+        }));
+        Assert.Equal(Errno.EINVAL, error.Errno);
+        Assert.Equal("io_uring_setup", error.Operation);
+    }
+}

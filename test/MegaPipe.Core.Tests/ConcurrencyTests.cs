@@ -258,4 +258,57 @@ public class ConcurrencyTests
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"Dispatch returned only after {watch.Elapsed}");
         Assert.Equal(Environment.CurrentManagedThreadId, item.ThreadId);
     }
+    private sealed class CountingWorkItem : IChannelWorkItem
+    {
+        public int Runs;
+        public int WrongThread;
+        public int OwnerThreadId;
+
+        public void Execute(MegaPipeChannel channel)
+        {
+            Runs++;
+            if (Environment.CurrentManagedThreadId != OwnerThreadId || !channel.IsOwnerThread)
+            {
+                WrongThread++;
+            }
+        }
+    }
+
+    [Fact]
+    public void Post_ManyThreadsPostingWhileOwnerDispatches_NothingIsLost()
+    {
+        const int Threads = 4;
+        const int PerThread = 500;
+        using var channel = MegaPipeChannel.Create();
+        var item = new CountingWorkItem { OwnerThreadId = Environment.CurrentManagedThreadId };
+        using var start = new ManualResetEventSlim();
+        // The same item object posted many times: each post is one run.
+        TestThread[] posters = Enumerable.Range(0, Threads).Select(i => TestThread.Start($"poster-{i}", () =>
+        {
+            Assert.True(start.Wait(ChannelPump.DefaultTimeout));
+            for (int n = 0; n < PerThread; n++)
+            {
+                channel.Post(item);
+            }
+        })).ToArray();
+        start.Set();
+        var events = new CompletionEvent[8];
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (item.Runs < Threads * PerThread && watch.Elapsed < ChannelPump.DefaultTimeout)
+        {
+            // Only the posts themselves can end each wait; a lost wake-up would wait out the
+            // whole 30 s (a finite timeout, so that shows as a failure rather than a hang).
+            var one = System.Diagnostics.Stopwatch.StartNew();
+            Assert.Equal(0, channel.Dispatch(events, ChannelPump.DefaultTimeout));
+            Assert.True(one.Elapsed < TimeSpan.FromSeconds(25), "a posted item did not wake the dispatch");
+        }
+        foreach (TestThread poster in posters)
+        {
+            poster.Join();
+        }
+        Assert.Equal(Threads * PerThread, item.Runs);
+        Assert.Equal(0, item.WrongThread);
+        Assert.Equal(0, channel.Dispatch(events, TimeSpan.Zero));
+        Assert.Equal(Threads * PerThread, item.Runs);
+    }
 }

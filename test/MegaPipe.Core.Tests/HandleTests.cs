@@ -300,4 +300,52 @@ public class HandleTests
         {
         }
     }
+    [Theory]
+    [MemberData(nameof(Lightweight))]
+    public void Close_RightAfterConnect_ClosesTheNewSocket(bool lightweight)
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        using var channel = MegaPipeChannel.Create(LoopbackServer.Options(lightweight));
+        var pump = new ChannelPump(channel);
+        MegaPipeHandle handle = channel.Connect(listener.LocalEndPoint!, "early");
+        // Closed before the socket even exists (nothing has been submitted yet).
+        channel.Close(handle);
+        Assert.Equal("early", pump.WaitFor(ChannelCommand.Close, handle).Cookie);
+        pump.DispatchOnce(TimeSpan.FromMilliseconds(100));
+        Assert.DoesNotContain(pump.History, e => e.Command == ChannelCommand.Connect);
+        Assert.Equal(0, channel.HandleCount);
+    }
+
+    [Fact]
+    public void Accept_WhenFileTableIsFull_ReportsEnfileAndKeepsAccepting()
+    {
+        using var server = new LoopbackServer(new ChannelOptions { LightweightSockets = true, FileTableSize = 2 });
+        Assert.Equal(2, server.Channel.FileTableSize);
+        (MegaPipeHandle first, Socket c1) = server.AcceptClient();
+        (MegaPipeHandle _, Socket c2) = server.AcceptClient();
+        using (c1)
+        using (c2)
+        {
+            // A third connection has no slot: the accept reports ENFILE (the kernel drops that connection).
+            using (Socket c3 = LoopbackServer.CreateClient())
+            {
+                c3.Connect(server.EndPoint);
+                CompletionEvent failed = server.Pump.WaitFor(ChannelCommand.Accept, server.ListenerHandle);
+                Assert.Equal(Errno.ENFILE, failed.Error);
+                Assert.False(failed.Accepted.IsValid);
+            }
+            // Once a slot is free, accepting continues.
+            server.Channel.Close(first);
+            server.Pump.WaitFor(ChannelCommand.Close, first);
+            (MegaPipeHandle fourth, Socket c4) = server.AcceptClient("fourth");
+            using (c4)
+            {
+                server.Channel.Write(fourth, "ok"u8.ToArray());
+                Assert.Equal(2, server.Pump.WaitFor(ChannelCommand.Write, fourth).Result);
+                Assert.Equal("ok", System.Text.Encoding.ASCII.GetString(LoopbackServer.ReceiveExactly(c4, 2)));
+            }
+        }
+    }
 }

@@ -31,8 +31,24 @@ internal sealed class ChannelThread
     public ILogger Logger { get; }
     public MemoryPool<byte> MemoryPool { get; }
     public MegaPipeChannel Channel => _channel!;
-    // Live connections and listener registrations on this channel (channel thread only).
+    // Live connections and listener registrations on this channel (written on the channel thread only).
     public int Registrations { get; set; }
+    // Live connections on this channel (written on the channel thread, read by metrics).
+    private int _liveConnections;
+    public long LiveConnections => Volatile.Read(ref _liveConnections);
+    public ChannelCounters Counters => _channel?.Counters ?? default;
+
+    public void OnConnectionOpened()
+    {
+        Registrations++;
+        Volatile.Write(ref _liveConnections, _liveConnections + 1);
+    }
+
+    public void OnConnectionClosed()
+    {
+        Registrations--;
+        Volatile.Write(ref _liveConnections, _liveConnections - 1);
+    }
 
     public Task StartAsync()
     {
@@ -79,6 +95,7 @@ internal sealed class ChannelThread
             MegaPipeLog.ChannelDegraded(Logger, Index, degradation);
         }
         _started.SetResult();
+        MegaPipeMetrics.Register(this);
 
         var events = new CompletionEvent[512];
         try
@@ -92,6 +109,7 @@ internal sealed class ChannelThread
                     events[i] = default;
                 }
             }
+            MegaPipeMetrics.Unregister(this);
             channel.Dispose();
         }
         catch (Exception e)

@@ -93,7 +93,7 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         Features = features;
 
         _channel.SetCookie(handle, this);
-        _thread.Registrations++;
+        _thread.OnConnectionOpened();
         _channel.Receive(handle);
         StartOutputRead();
     }
@@ -195,7 +195,7 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     private void OnClosed()
     {
         _closed = true;
-        _thread.Registrations--;
+        _thread.OnConnectionClosed();
         CompleteInput(_abortReason);
         if (!_outputCompleted)
         {

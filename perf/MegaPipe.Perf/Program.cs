@@ -14,8 +14,11 @@ switch (experiment)
     case "pingpong":
         PingPongExperiment.Run(settings);
         break;
+    case "web":
+        WebExperiment.Run(settings);
+        break;
     default:
-        Console.WriteLine("experiments: pingpong");
+        Console.WriteLine("experiments: pingpong, web");
         return 2;
 }
 return 0;

@@ -24,12 +24,15 @@ internal sealed class ChannelThread
         Logger = logger;
         MemoryPool = memoryPoolFactory?.Create(new MemoryPoolOptions { Owner = "MegaPipe" }) ?? MemoryPool<byte>.Shared;
         _thread = new Thread(Run) { IsBackground = true, Name = $"MegaPipe channel {index}" };
+        FileReader = new ChannelFileReader(this);
     }
 
     public int Index { get; }
     public MegaPipeTransportOptions Options { get; }
     public ILogger Logger { get; }
     public MemoryPool<byte> MemoryPool { get; }
+    // File reads through this channel: the IMegaPipeFileReader / IMegaPipeChannelFeature of its connections.
+    public ChannelFileReader FileReader { get; }
     public MegaPipeChannel Channel => _channel!;
     // Live connections and listener registrations on this channel (written on the channel thread only).
     public int Registrations { get; set; }

@@ -81,6 +81,8 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
             case ChannelCommand.Accept when completion.Succeeded:
                 MegaPipeChannel channel = _thread.Channel;
                 var connection = new MegaPipeConnection(_thread, completion.Accepted, channel.GetLocalEndPoint(completion.Accepted), channel.GetRemoteEndPoint(completion.Accepted));
+                connection.Features.Set<IMegaPipeChannelFeature>(_thread.FileReader);
+                connection.Features.Set<IMegaPipeFileReader>(_thread.FileReader);
                 if (_stopRequested)
                 {
                     connection.Abort(new ConnectionAbortedException("The listener is unbinding."));

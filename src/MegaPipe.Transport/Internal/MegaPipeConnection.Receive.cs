@@ -34,6 +34,7 @@ internal sealed partial class MegaPipeConnection
         {
             MegaPipeLog.ConnectionReadFin(_thread.Logger, ConnectionId);
             CompleteInput(null);
+            FireConnectionClosed();
             return;
         }
 
@@ -48,6 +49,7 @@ internal sealed partial class MegaPipeConnection
             MegaPipeLog.ConnectionError(_thread.Logger, ConnectionId, error);
             CompleteInput(new ConnectionAbortedException($"Receiving failed ({error}).", new MegaPipeException("recv", error)));
         }
+        FireConnectionClosed();
     }
 
     private void FlushInput()

@@ -73,10 +73,14 @@ internal sealed partial class MegaPipeConnection
         {
             Errno error = completion.Error;
             MegaPipeLog.ConnectionError(_thread.Logger, ConnectionId, error);
-            _outputCompleted = true;
-            _output.Reader.Complete(error is Errno.ECONNRESET or Errno.EPIPE
+            // The reason goes to the reader of the input, as with Kestrel's Sockets transport; the
+            // output completes without one, since Kestrel treats a throwing flush as a server bug
+            // (it logs an error); the application learns through RequestAborted.
+            CompleteInput(error is Errno.ECONNRESET or Errno.EPIPE
                 ? new ConnectionResetException($"The connection was reset by the peer ({error}).", new MegaPipeException("send", error))
                 : new ConnectionAbortedException($"Sending failed ({error}).", new MegaPipeException("send", error)));
+            _outputCompleted = true;
+            _output.Reader.Complete();
             _sending = default;
             BeginClose();
             return;

@@ -60,6 +60,8 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     // Close has been issued to the channel; the Close event sets _closed.
     private bool _closing;
     private bool _closed;
+    // ConnectionClosed was scheduled to fire when the receive side ended, before the Close event.
+    private bool _connectionClosedFired;
 
     public MegaPipeConnection(ChannelThread thread, MegaPipeHandle handle, EndPoint? localEndPoint, EndPoint? remoteEndPoint)
     {
@@ -210,15 +212,34 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         ThreadPool.UnsafeQueueUserWorkItem(static state =>
         {
             var connection = (MegaPipeConnection)state!;
-            try
-            {
-                connection._closedTokenSource.Cancel();
-            }
-            catch (ObjectDisposedException)
-            {
-            }
+            connection.CancelConnectionClosed();
             connection._closedTask.TrySetResult();
         }, this);
+    }
+
+    // The peer ended the receive side (FIN or reset): fire ConnectionClosed now, while sending may
+    // still go on, as Kestrel's Sockets transport does. Kestrel learns of a client that went away
+    // only through this token when it is not reading, e.g. while a request without a body runs.
+    private void FireConnectionClosed()
+    {
+        if (_connectionClosedFired)
+        {
+            return;
+        }
+        _connectionClosedFired = true;
+        ThreadPool.UnsafeQueueUserWorkItem(static state => ((MegaPipeConnection)state!).CancelConnectionClosed(), this);
+    }
+
+    private void CancelConnectionClosed()
+    {
+        try
+        {
+            _closedTokenSource.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed after the Close event: the token has fired already.
+        }
     }
 
     private void CompleteInput(Exception? error)

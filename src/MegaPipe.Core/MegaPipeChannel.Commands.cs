@@ -4,6 +4,7 @@ using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using MegaPipe.Internal;
 using static MegaPipe.Interop;
 
@@ -15,6 +16,10 @@ public sealed unsafe partial class MegaPipeChannel
 {
     // user_data of requests whose completions carry nothing we need.
     private const ulong CancelUserData = ulong.MaxValue - 1;
+
+    // The SO_LINGER value of an abortive close. The kernel reads it when it takes the submission,
+    // after Abort has returned, so it lives in native memory for the life of the process.
+    private static readonly linger* s_lingerZero = AllocateLingerZero();
 
     // Slot i holds the operation with Index i.
     private Operation?[] _operations = new Operation?[256];
@@ -375,6 +380,31 @@ public sealed unsafe partial class MegaPipeChannel
         sqe->user_data = CancelUserData;
     }
 
+    // SO_LINGER {on, 0 s}, so that the close that follows resets the connection. A lightweight
+    // socket has no descriptor for setsockopt(2): the ring sets it (uring_cmd, Linux 6.7). That
+    // runs inline at submission, before the close, which waits for the cancellations; if it
+    // fails the close is orderly, and its CQE is dropped like a cancel's.
+    private void SetLingerZero(HandleState state)
+    {
+        if (!state.IsDirect)
+        {
+            linger value = new() { l_onoff = 1, l_linger = 0 };
+            setsockopt(state.Fd, SOL_SOCKET, SO_LINGER, &value, (uint)sizeof(linger));
+            _otherSystemCalls++;
+            return;
+        }
+        io_uring_sqe* sqe = NextSqe();
+        sqe->opcode = IORING_OP_URING_CMD;
+        SetTarget(sqe, state);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        sqe->cmd_op = SOCKET_URING_OP_SETSOCKOPT;
+        sqe->level = SOL_SOCKET;
+        sqe->optname = SO_LINGER;
+        sqe->optlen = (uint)sizeof(linger);
+        sqe->optval = (ulong)s_lingerZero;
+        sqe->user_data = CancelUserData;
+    }
+
     private void SubmitCloseDescriptor(HandleState state)
     {
         state.CloseSubmitted = true;
@@ -407,6 +437,13 @@ public sealed unsafe partial class MegaPipeChannel
         sqe->file_index = (uint)fd + 1;
         sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
         sqe->user_data = CancelUserData;
+    }
+
+    private static linger* AllocateLingerZero()
+    {
+        var value = (linger*)NativeMemory.AllocZeroed((nuint)sizeof(linger));
+        value->l_onoff = 1;
+        return value;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -149,6 +149,22 @@ public sealed partial class MegaPipeChannel
         BeginClose(state, HandleStatus.Closing);
     }
 
+    /// <summary>
+    /// Closes a connected socket abortively, as <see cref="Close"/> does but with SO_LINGER set to
+    /// zero first: the kernel resets the connection (RST) and drops unsent data instead of
+    /// finishing it with FIN, so the peer can tell an abort from an orderly end.
+    /// </summary>
+    public void Abort(MegaPipeHandle handle)
+    {
+        HandleState state = Resolve(handle);
+        if (state.Kind == HandleKind.Socket && state.Fd >= 0)
+        {
+            SetLingerZero(state);
+        }
+        _commands++;
+        BeginClose(state, HandleStatus.Closing);
+    }
+
     private void BeginClose(HandleState state, HandleStatus status)
     {
         state.Status = status;

@@ -472,6 +472,29 @@ public class CommandTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Lightweight))]
+    public void Abort_DeliversCloseEvent_PeerSeesReset(bool lightweight)
+    {
+        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        int baseline = server.Channel.HandleCount;
+        (MegaPipeHandle conn, Socket client) = server.AcceptClient("aborting");
+        using (client)
+        {
+            server.Channel.Receive(conn);
+            server.Channel.Abort(conn);
+            Assert.False(server.Channel.IsOpen(conn));
+            CompletionEvent closed = server.Pump.WaitFor(ChannelCommand.Close, conn);
+            Assert.Equal("aborting", closed.Cookie);
+            Assert.Equal(0, closed.Result);
+            // SO_LINGER 0: RST, not the FIN of Close.
+            var buffer = new byte[64];
+            SocketException reset = Assert.Throws<SocketException>(() => client.Receive(buffer));
+            Assert.Equal(SocketError.ConnectionReset, reset.SocketErrorCode);
+            Assert.Equal(baseline, server.Channel.HandleCount);
+        }
+    }
+
     [Fact]
     public void ReadFile_AtOffsets_ReturnsThoseBytes()
     {

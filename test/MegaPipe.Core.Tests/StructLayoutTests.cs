@@ -36,6 +36,7 @@ public class StructLayoutTests
         typeof(Interop.sock_fprog),
         typeof(Interop.iovec),
         typeof(Interop.msghdr),
+        typeof(Interop.linger),
         typeof(Interop.rlimit),
     ];
 
@@ -49,6 +50,17 @@ public class StructLayoutTests
         ["io_uring_buf_reg.flags"] = "pad",              // named flags in 6.4 (IOU_PBUF_RING_MMAP)
         ["io_uring_getevents_arg.min_wait_usec"] = "pad", // named min_wait_usec in 6.12
         ["io_uring_sqe.install_fd_flags"] = "rw_flags",  // 6.8; a member of the rw_flags union
+        ["io_uring_sqe.optlen"] = "file_index",          // 6.7 (socket uring_cmd); a member of the file_index union
+        ["io_uring_sqe.optval"] = "addr3",               // 6.7; a member of the addr3 union
+    };
+
+    // C# fields newer than the 6.1 header with no same-sized member to check them against: their
+    // offset and size in the kernel that introduced them.
+    private static readonly Dictionary<string, (long Offset, long Size)> FieldsNewerThanHeader = new()
+    {
+        // Linux 6.7: struct { __u32 level; __u32 optname; } joins the addr union at offset 16.
+        ["io_uring_sqe.level"] = (16, 4),
+        ["io_uring_sqe.optname"] = (20, 4),
     };
 
     // Constants that are C expressions rather than one macro.
@@ -65,6 +77,8 @@ public class StructLayoutTests
         // enum io_uring_op in Linux 6.8: ..., IORING_OP_SENDMSG_ZC (48), READ_MULTISHOT, WAITID,
         // FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAITV (53), IORING_OP_FIXED_FD_INSTALL (54).
         ["IORING_OP_FIXED_FD_INSTALL"] = 54,
+        // enum io_uring_socket_op in Linux 6.7: SIOCINQ, SIOCOUTQ, GETSOCKOPT, SETSOCKOPT (3).
+        ["SOCKET_URING_OP_SETSOCKOPT"] = 3,
     };
 
     private static readonly string[] Includes =
@@ -101,7 +115,7 @@ public class StructLayoutTests
         {
             string s = CName(t);
             c.AppendLine($"  printf(\"size {s} %zu\\n\", sizeof(struct {s}));");
-            foreach (FieldInfo f in FieldsOf(t))
+            foreach (FieldInfo f in FieldsOf(t).Where(f => !FieldsNewerThanHeader.ContainsKey($"{s}.{f.Name}")))
             {
                 string cf = CFieldName(t, f);
                 c.AppendLine($"  printf(\"offset {s}.{f.Name} %zu\\n\", offsetof(struct {s}, {cf}));");
@@ -235,8 +249,9 @@ public class StructLayoutTests
         }
         foreach (FieldInfo f in FieldsOf(t))
         {
-            long offset = c[$"offset {name}.{f.Name}"];
-            long fieldSize = c[$"fieldsize {name}.{f.Name}"];
+            (long offset, long fieldSize) = FieldsNewerThanHeader.TryGetValue($"{name}.{f.Name}", out var newer)
+                ? newer
+                : (c[$"offset {name}.{f.Name}"], c[$"fieldsize {name}.{f.Name}"]);
             long csOffset = Marshal.OffsetOf(t, f.Name).ToInt64();
             long csSize = f.FieldType.IsPointer ? IntPtr.Size : Marshal.SizeOf(f.FieldType);
             if (offset != csOffset || fieldSize != csSize)

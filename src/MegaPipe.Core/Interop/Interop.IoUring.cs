@@ -67,6 +67,9 @@ internal static unsafe partial class Interop
     internal const uint IORING_ASYNC_CANCEL_FD = 1u << 1;
     internal const uint IORING_ASYNC_CANCEL_FD_FIXED = 1u << 3;
 
+    // sqe.cmd_op of IORING_OP_URING_CMD on a socket (enum io_uring_socket_op, Linux 6.7).
+    internal const uint SOCKET_URING_OP_SETSOCKOPT = 3;
+
     // sqe.file_index: let the kernel pick a free slot of the fixed-file table.
     internal const uint IORING_FILE_INDEX_ALLOC = uint.MaxValue;
 
@@ -145,8 +148,11 @@ internal static unsafe partial class Interop
         [FieldOffset(4)] public int fd;
         [FieldOffset(8)] public ulong off;
         [FieldOffset(8)] public ulong addr2;
+        [FieldOffset(8)] public uint cmd_op;
         [FieldOffset(16)] public ulong addr;
         [FieldOffset(16)] public ulong splice_off_in;
+        [FieldOffset(16)] public uint level;
+        [FieldOffset(20)] public uint optname;
         [FieldOffset(24)] public uint len;
         [FieldOffset(28)] public uint rw_flags;
         [FieldOffset(28)] public uint msg_flags;
@@ -160,7 +166,9 @@ internal static unsafe partial class Interop
         [FieldOffset(42)] public ushort personality;
         [FieldOffset(44)] public int splice_fd_in;
         [FieldOffset(44)] public uint file_index;
+        [FieldOffset(44)] public uint optlen;
         [FieldOffset(48)] public ulong addr3;
+        [FieldOffset(48)] public ulong optval;
         [FieldOffset(56)] public ulong __pad2;
     }
 

@@ -10,6 +10,7 @@ internal static unsafe partial class Interop
     internal const int SOL_SOCKET = 1;
     internal const int SO_REUSEADDR = 2;
     internal const int SO_ERROR = 4;
+    internal const int SO_LINGER = 13;
     internal const int SO_REUSEPORT = 15;
     internal const int SO_ATTACH_REUSEPORT_CBPF = 51;
     internal const int IPPROTO_TCP = 6;
@@ -50,6 +51,13 @@ internal static unsafe partial class Interop
     {
         public ushort len;
         public sock_filter* filter;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct linger
+    {
+        public int l_onoff;
+        public int l_linger;
     }
 
     [StructLayout(LayoutKind.Sequential)]

@@ -152,7 +152,7 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         }
         if ((pending & PendingAbort) != 0)
         {
-            BeginClose();
+            BeginClose(abortive: true);
         }
         if ((pending & PendingOutput) != 0)
         {
@@ -183,15 +183,24 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         }
     }
 
-    // Begins closing: the channel cancels the receive and any send, then closes the socket.
-    private void BeginClose()
+    // Begins closing: the channel cancels the receive and any send, then closes the socket. An
+    // abortive close (Abort) resets the connection, as Kestrel's Sockets transport does, so a
+    // client does not take an aborted request for an orderly close and retry it.
+    private void BeginClose(bool abortive = false)
     {
         if (_closing)
         {
             return;
         }
         _closing = true;
-        _channel.Close(_handle);
+        if (abortive)
+        {
+            _channel.Abort(_handle);
+        }
+        else
+        {
+            _channel.Close(_handle);
+        }
     }
 
     private void OnClosed()

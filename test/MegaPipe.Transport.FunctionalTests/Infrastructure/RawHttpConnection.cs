@@ -1,0 +1,253 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace MegaPipe.Transport.FunctionalTests.Infrastructure;
+
+/// <summary>
+/// An HTTP/1.1 client on a plain socket: writes whatever bytes a test gives it (pipelining,
+/// partial bodies) and parses responses (Content-Length or chunked), and can reset the connection.
+/// </summary>
+public sealed class RawHttpConnection : IDisposable
+{
+    private readonly byte[] _buffer = new byte[64 * 1024];
+    // Unconsumed received bytes are _buffer[_start.._end].
+    private int _start;
+    private int _end;
+
+    private RawHttpConnection(Socket socket)
+    {
+        Socket = socket;
+    }
+
+    public Socket Socket { get; }
+
+    public static async Task<RawHttpConnection> ConnectAsync(EndPoint endPoint, CancellationToken cancellationToken = default)
+    {
+        var socket = endPoint is UnixDomainSocketEndPoint
+            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+            : new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TestTimeouts.Default);
+            await socket.ConnectAsync(endPoint, timeout.Token);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+        return new RawHttpConnection(socket);
+    }
+
+    public static string Get(string path, string? extraHeaders = null)
+        => $"GET {path} HTTP/1.1\r\nHost: localhost\r\n{extraHeaders}\r\n";
+
+    public static string Post(string path, string body)
+        => $"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {Encoding.UTF8.GetByteCount(body)}\r\n\r\n{body}";
+
+    public Task SendAsync(string text) => SendAsync(Encoding.UTF8.GetBytes(text));
+
+    public async Task SendAsync(ReadOnlyMemory<byte> data)
+    {
+        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        while (!data.IsEmpty)
+        {
+            int sent = await Socket.SendAsync(data, SocketFlags.None, timeout.Token);
+            data = data[sent..];
+        }
+    }
+
+    /// <summary>Sends one request and reads its response.</summary>
+    public async Task<RawHttpResponse> RequestAsync(string request)
+    {
+        await SendAsync(request);
+        return await ReadResponseAsync();
+    }
+
+    public async Task<RawHttpResponse> ReadResponseAsync()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        CancellationToken token = timeout.Token;
+        string statusLine = await ReadLineAsync(token) ?? throw new IOException("The connection closed before a response.");
+        string[] parts = statusLine.Split(' ', 3);
+        if (parts.Length < 2 || !parts[0].StartsWith("HTTP/1.", StringComparison.Ordinal))
+        {
+            throw new InvalidDataException($"Not an HTTP/1.x status line: '{statusLine}'.");
+        }
+        int status = int.Parse(parts[1], CultureInfo.InvariantCulture);
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        while (true)
+        {
+            string line = await ReadLineAsync(token) ?? throw new IOException("The connection closed inside the headers.");
+            if (line.Length == 0)
+            {
+                break;
+            }
+            int colon = line.IndexOf(':', StringComparison.Ordinal);
+            headers[line[..colon].Trim()] = line[(colon + 1)..].Trim();
+        }
+
+        byte[] body;
+        if (headers.TryGetValue("Transfer-Encoding", out string? encoding) && encoding.Contains("chunked", StringComparison.OrdinalIgnoreCase))
+        {
+            var content = new MemoryStream();
+            while (true)
+            {
+                string sizeLine = await ReadLineAsync(token) ?? throw new IOException("The connection closed inside a chunked body.");
+                int size = int.Parse(sizeLine.Split(';')[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                if (size == 0)
+                {
+                    // Trailers (none expected) end with an empty line.
+                    while ((await ReadLineAsync(token))?.Length > 0)
+                    {
+                    }
+                    break;
+                }
+                content.Write(await ReadExactlyAsync(size, token));
+                if ((await ReadLineAsync(token))?.Length != 0)
+                {
+                    throw new InvalidDataException("A chunk is not followed by CRLF.");
+                }
+            }
+            body = content.ToArray();
+        }
+        else if (headers.TryGetValue("Content-Length", out string? length))
+        {
+            body = await ReadExactlyAsync(int.Parse(length, CultureInfo.InvariantCulture), token);
+        }
+        else
+        {
+            body = status is 204 or 304 ? [] : await ReadToEndAsync(token);
+        }
+        return new RawHttpResponse(status, headers, body);
+    }
+
+    /// <summary>Reads and discards at least <paramref name="count"/> bytes.</summary>
+    public async Task SkipAsync(long count)
+    {
+        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        while (count > 0)
+        {
+            if (_start == _end && !await FillAsync(timeout.Token))
+            {
+                throw new IOException("The connection closed early.");
+            }
+            int take = (int)Math.Min(count, _end - _start);
+            _start += take;
+            count -= take;
+        }
+    }
+
+    /// <summary>
+    /// Waits until the server closes the connection (FIN or RST); says whether it was a reset and
+    /// how many bytes arrived first.
+    /// </summary>
+    public async Task<(bool Reset, int Received)> WaitForCloseAsync()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        int received = _end - _start;
+        _start = _end = 0;
+        try
+        {
+            while (true)
+            {
+                int read = await Socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, timeout.Token);
+                if (read == 0)
+                {
+                    return (false, received);
+                }
+                received += read;
+            }
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
+        {
+            return (true, received);
+        }
+    }
+
+    /// <summary>Closes with SO_LINGER 0: the kernel sends RST instead of FIN.</summary>
+    public void Reset()
+    {
+        Socket.LingerState = new LingerOption(true, 0);
+        Socket.Dispose();
+    }
+
+    public void Dispose() => Socket.Dispose();
+
+    private async Task<bool> FillAsync(CancellationToken token)
+    {
+        if (_start == _end)
+        {
+            _start = _end = 0;
+        }
+        else if (_end == _buffer.Length)
+        {
+            Buffer.BlockCopy(_buffer, _start, _buffer, 0, _end - _start);
+            _end -= _start;
+            _start = 0;
+        }
+        int read = await Socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, token);
+        _end += read;
+        return read > 0;
+    }
+
+    private async Task<string?> ReadLineAsync(CancellationToken token)
+    {
+        var line = new StringBuilder();
+        while (true)
+        {
+            int index = Array.IndexOf(_buffer, (byte)'\n', _start, _end - _start);
+            if (index >= 0)
+            {
+                line.Append(Encoding.ASCII.GetString(_buffer, _start, index - _start));
+                _start = index + 1;
+                if (line.Length > 0 && line[^1] == '\r')
+                {
+                    line.Length--;
+                }
+                return line.ToString();
+            }
+            line.Append(Encoding.ASCII.GetString(_buffer, _start, _end - _start));
+            _start = _end;
+            if (!await FillAsync(token))
+            {
+                return line.Length == 0 ? null : throw new IOException("The connection closed inside a line.");
+            }
+        }
+    }
+
+    private async Task<byte[]> ReadExactlyAsync(int count, CancellationToken token)
+    {
+        byte[] result = new byte[count];
+        int filled = 0;
+        while (filled < count)
+        {
+            if (_start == _end && !await FillAsync(token))
+            {
+                throw new IOException($"The connection closed after {filled} of {count} body bytes.");
+            }
+            int take = Math.Min(count - filled, _end - _start);
+            Buffer.BlockCopy(_buffer, _start, result, filled, take);
+            _start += take;
+            filled += take;
+        }
+        return result;
+    }
+
+    private async Task<byte[]> ReadToEndAsync(CancellationToken token)
+    {
+        var content = new MemoryStream();
+        while (true)
+        {
+            content.Write(_buffer, _start, _end - _start);
+            _start = _end;
+            if (!await FillAsync(token))
+            {
+                return content.ToArray();
+            }
+        }
+    }
+}

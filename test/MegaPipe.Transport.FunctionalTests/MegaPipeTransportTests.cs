@@ -1,0 +1,82 @@
+using System.Net;
+using System.Net.Http;
+using MegaPipe.Transport.FunctionalTests.Infrastructure;
+using MegaPipe.Transport.Internal;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Xunit.Abstractions;
+
+namespace MegaPipe.Transport.FunctionalTests;
+
+/// <summary>
+/// Every <see cref="TransportTests"/> test on the MegaPipe transport (UseMegaPipe, ChannelCount = 2),
+/// and the few tests that only make sense for MegaPipe.
+/// </summary>
+public sealed class MegaPipeTransportTests(ITestOutputHelper output) : TransportTests(output)
+{
+    protected override TestTransport Transport => TestTransport.MegaPipe;
+
+    [Fact]
+    public async Task UseMegaPipe_IsTheTransportInUse()
+    {
+        TaskCompletionSource<ConnectionContext> seen = NewSignal<ConnectionContext>();
+        await using TestServer server = await StartServerAsync(
+            app => CommonEndpoints.Map(app),
+            kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Use(next => connection =>
+            {
+                seen.TrySetResult(connection);
+                return next(connection);
+            })));
+
+        // The "MegaPipe.Transport" logger announced the bound endpoint, with the options in use.
+        LogEntry listening = Assert.Single(server.Logs.Entries, e => e.Category == "MegaPipe.Transport" && e.EventId.Name == "Listening");
+        Assert.Equal(8, listening.EventId.Id);
+        Assert.Equal(LogLevel.Information, listening.Level);
+        Assert.Contains(server.EndPoint.ToString(), listening.Message, StringComparison.Ordinal);
+        Assert.Contains("2 channels", listening.Message, StringComparison.Ordinal);
+
+        using HttpClient client = CreateClient(server);
+        Assert.Equal(CommonEndpoints.Hello, await client.GetStringAsync("/hello"));
+        ConnectionContext connection = await seen.Task.WaitAsync(TestTimeouts.Default);
+        Assert.IsType<MegaPipeConnection>(connection);
+        Assert.Same(connection, connection.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionTransportFeature>());
+        server.AssertNoErrorsLogged();
+    }
+
+    [Theory]
+    [InlineData(false, false, false, false)]
+    [InlineData(true, false, true, false)]
+    [InlineData(true, true, false, false)]
+    [InlineData(true, true, true, true)]
+    public async Task OptionVariants_ServeRequestsAndLargeBodies(bool batching, bool partitioning, bool lightweightSockets, bool inlineScheduling)
+    {
+        await using TestServer server = await TestServer.StartAsync(
+            TestTransport.MegaPipe,
+            app => CommonEndpoints.Map(app),
+            configureMegaPipe: options =>
+            {
+                options.Batching = batching;
+                options.Partitioning = partitioning;
+                options.LightweightSockets = lightweightSockets;
+                options.UnsafeInlineScheduling = inlineScheduling;
+            },
+            output: Output);
+        LogEntry listening = Assert.Single(server.Logs.Entries, e => e.EventId.Name == "Listening");
+        Assert.Contains($"batching {batching}, partitioning {partitioning}, lightweight sockets {lightweightSockets}, inline scheduling {inlineScheduling}", listening.Message, StringComparison.Ordinal);
+
+        using HttpClient client = CreateClient(server);
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(async i =>
+        {
+            Assert.Equal($"{i}", await client.GetStringAsync($"/id/{i}"));
+        }));
+        ReadOnlyMemory<byte> payload = TestData.Payload(4 * 1024 * 1024);
+        using (var content = new ReadOnlyMemoryContent(payload))
+        using (HttpResponseMessage response = await client.PostAsync("/sha256", content))
+        {
+            Assert.Equal($"{payload.Length} {TestData.Sha256Hex(payload.Span)}", await response.Content.ReadAsStringAsync());
+        }
+        byte[] downloaded = await client.GetByteArrayAsync($"/bytes/{payload.Length}");
+        Assert.Equal(TestData.Sha256Hex(payload.Span), TestData.Sha256Hex(downloaded));
+        await AssertServerServesAsync(server);
+    }
+}

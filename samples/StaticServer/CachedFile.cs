@@ -108,13 +108,11 @@ internal sealed class CachedFile : IDisposable
         }
         lock (_info)
         {
+            // Exists, Length and LastWriteTimeUtc come from one lstat (Attributes would add a geteuid
+            // for the read-only flag). A path swapped for a link is followed here, and then differs in
+            // length or mtime; if it did not, the bytes served are still the ones read from inside the root.
             _info.Refresh();
-            FileAttributes attributes = _info.Attributes;
-            if ((int)attributes == -1 || (attributes & (FileAttributes.Directory | FileAttributes.ReparsePoint)) != 0)
-            {
-                return false;
-            }
-            if (_info.Length != Length || _info.LastWriteTimeUtc != LastWriteTimeUtc)
+            if (!_info.Exists || _info.Length != Length || _info.LastWriteTimeUtc != LastWriteTimeUtc)
             {
                 return false;
             }

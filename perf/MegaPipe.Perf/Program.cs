@@ -17,8 +17,11 @@ switch (experiment)
     case "web":
         WebExperiment.Run(settings);
         break;
+    case "static":
+        StaticExperiment.Run(settings);
+        break;
     default:
-        Console.WriteLine("experiments: pingpong, web");
+        Console.WriteLine("experiments: pingpong, web, static");
         return 2;
 }
 return 0;

@@ -1,0 +1,277 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace MegaPipe.Perf;
+
+// samples/StaticServer against nginx (Debian's, one worker, sendfile, open_file_cache) serving the
+// same tree from the same pinned CPU, under wrk pinned to the other: one 6 KiB file keep-alive;
+// the paper's mix (files averaging 6.3 KiB, 2.3 requests per connection); a 1 MiB file.
+//   dotnet run -c Release --project perf/MegaPipe.Perf -- static [--rounds 1] [--seconds 5]
+public static partial class StaticExperiment
+{
+    // The mix: 20 files whose sizes average 6.3 KiB (6451 bytes), from 512 B to 26 KiB.
+    private static readonly int[] s_mixSizes = [512, 768, 1024, 1536, 2048, 2560, 3072, 3584, 4096, 4608, 5120, 5632, 6144, 7168, 8192, 9216, 10240, 12288, 14336, 26880];
+
+    private sealed record Variant(string Name, string Arguments);
+
+    private sealed record Scenario(string Name, string Description, string Path, int Connections, string WrkExtra, double Target);
+
+    private sealed record Sample(string Scenario, string Variant, double Rps, double SyscallsPerRequest, double CpuUsPerRequest, long Errors, long Non2xx);
+
+    public static void Run(PerfSettings settings)
+    {
+        if (!File.Exists("/usr/sbin/nginx"))
+        {
+            throw new InvalidOperationException("the static experiment compares with nginx: apt-get install nginx-light");
+        }
+        string server = PingPongExperiment.BuildSample(settings, "StaticServer");
+        string tree = CreateTree();
+        string mixScript = Path.Combine(settings.RepoRoot, "perf", "wrk", "static-mix.lua");
+        try
+        {
+            Variant[] variants =
+            [
+                new("megapipe", "--transport megapipe"),
+                new("megapipe-threadpool", "--transport megapipe --MegaPipe:UnsafeInlineScheduling false"),
+                new("sockets", "--transport sockets"),
+                new("nginx", ""),
+            ];
+            Scenario[] scenarios =
+            [
+                new("6k", "one 6 KiB file, keep-alive, 64 connections", "/6k.html", 64, "", 1.0),
+                new("mix", $"the paper's mix: {s_mixSizes.Length} files averaging {s_mixSizes.Average() / 1024:F1} KiB, 2.3 requests per connection, 64 connections", "/", 64, $"-s {mixScript}", 1.0),
+                new("1m", "one 1 MiB file, keep-alive, 16 connections", "/1m.bin", 16, "", 0.8),
+            ];
+            var samples = new List<Sample>();
+            int port = 5700;
+            for (int round = 1; round <= settings.Rounds; round++)
+            {
+                foreach (Scenario scenario in scenarios)
+                {
+                    foreach (Variant variant in variants)
+                    {
+                        Sample s = variant.Name == "nginx"
+                            ? RunNginx(settings, tree, scenario, port++)
+                            : RunServer(settings, server, tree, variant, scenario, port++);
+                        samples.Add(s);
+                        Console.WriteLine(FormattableString.Invariant($"round {round} {scenario.Name,-4} {variant.Name,-20} {s.Rps,10:F0} req/s  {s.SyscallsPerRequest,6:F3} syscalls/req  {s.CpuUsPerRequest,6:F2} us CPU/req  errors {s.Errors} non-2xx {s.Non2xx}"));
+                    }
+                }
+            }
+            WriteReport(settings, scenarios, variants, samples);
+        }
+        finally
+        {
+            Directory.Delete(tree, recursive: true);
+        }
+    }
+
+    // The served tree; files are an hour old, as deployed files are (the content cache keeps them).
+    private static string CreateTree()
+    {
+        string root = Directory.CreateTempSubdirectory("megapipe-static-perf").FullName;
+        var random = new Random(1);
+        void Write(string relative, int size)
+        {
+            string path = Path.Combine(root, relative);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            var bytes = new byte[size];
+            random.NextBytes(bytes);
+            File.WriteAllBytes(path, bytes);
+            File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddHours(-1));
+        }
+        Write("6k.html", 6 * 1024);
+        Write("1m.bin", 1024 * 1024);
+        for (int i = 0; i < s_mixSizes.Length; i++)
+        {
+            Write($"mix/f{i:00}.html", s_mixSizes[i]);
+        }
+        return root;
+    }
+
+    private static Sample RunServer(PerfSettings settings, string exe, string tree, Variant variant, Scenario scenario, int port)
+    {
+        using Process server = ProcessRunner.Start(exe, $"{variant.Arguments} --root {tree} --urls http://127.0.0.1:{port}", settings.ServerCpu);
+        try
+        {
+            WaitForPort(port);
+            return Measure(settings, scenario, port, [server.Id], variant.Name);
+        }
+        finally
+        {
+            ProcessRunner.Stop(server);
+        }
+    }
+
+    private static Sample RunNginx(PerfSettings settings, string tree, Scenario scenario, int port)
+    {
+        string dir = Directory.CreateTempSubdirectory("megapipe-nginx").FullName;
+        File.WriteAllText(Path.Combine(dir, "nginx.conf"), $$"""
+            worker_processes 1;
+            daemon off;
+            pid {{dir}}/nginx.pid;
+            error_log {{dir}}/error.log;
+            events { worker_connections 20000; }
+            http {
+              access_log off;
+              sendfile on;
+              tcp_nopush on;
+              open_file_cache max=1000 inactive=60s;
+              keepalive_requests 10000000;
+              types { text/html html; application/octet-stream bin; }
+              client_body_temp_path {{dir}};
+              server {
+                listen 127.0.0.1:{{port}} backlog=512;
+                root {{tree}};
+              }
+            }
+            """);
+        using Process master = ProcessRunner.Start("/usr/sbin/nginx", $"-c {dir}/nginx.conf -p {dir}", settings.ServerCpu);
+        try
+        {
+            WaitForPort(port);
+            // The worker does the work; the master only waits.
+            return Measure(settings, scenario, port, ChildPids(master.Id).ToArray(), "nginx");
+        }
+        finally
+        {
+            ProcessRunner.Stop(master);
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static Sample Measure(PerfSettings settings, Scenario scenario, int port, int[] pids, string variant)
+    {
+        string url = $"http://127.0.0.1:{port}{scenario.Path}";
+        string extra = scenario.WrkExtra.Length > 0 ? scenario.WrkExtra : "";
+        string tail = scenario.Name == "mix" ? $" -- {s_mixSizes.Length}" : "";
+        string wrk(double seconds) => $"-c {settings.ClientCpu} wrk -t1 -c{scenario.Connections} -d{seconds.ToString(CultureInfo.InvariantCulture)}s {extra} {url}{tail}";
+        // Warm up (JIT tiering, caches), then measure.
+        ProcessRunner.Run("taskset", wrk(settings.Warmup), TimeSpan.FromSeconds(settings.Warmup + 30));
+        double cpuBefore = pids.Sum(CpuSeconds);
+        Task<long?>[] syscalls = pids.Select(pid => ProcessRunner.CountSystemCallsAsync(pid, settings.Seconds - 1)).ToArray();
+        string output = ProcessRunner.Run("taskset", wrk(settings.Seconds), TimeSpan.FromSeconds(settings.Seconds + 60));
+        double cpu = pids.Sum(CpuSeconds) - cpuBefore;
+        long? calls = syscalls.All(t => t.Result is not null) ? syscalls.Sum(t => t.Result!.Value) : null;
+        double rps = ParseDouble(RequestsPerSecond().Match(output));
+        long requests = (long)ParseDouble(TotalRequests().Match(output));
+        Match errors = SocketErrors().Match(output);
+        long errorCount = errors.Success ? Enumerable.Range(1, 4).Sum(i => long.Parse(errors.Groups[i].Value, CultureInfo.InvariantCulture)) : 0;
+        Match non2xx = Non2xx().Match(output);
+        return new Sample(scenario.Name, variant, rps,
+            calls is null ? double.NaN : calls.Value / (rps * (settings.Seconds - 1)),
+            cpu * 1e6 / Math.Max(1, requests),
+            errorCount,
+            non2xx.Success ? long.Parse(non2xx.Groups[1].Value, CultureInfo.InvariantCulture) : 0);
+    }
+
+    private static void WriteReport(PerfSettings settings, Scenario[] scenarios, Variant[] variants, List<Sample> samples)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("# samples/StaticServer vs nginx under wrk");
+        sb.AppendLine();
+        sb.AppendLine(FormattableString.Invariant($"Both servers pinned to CPU {settings.ServerCpu} (one MegaPipe channel / one nginx worker) and serving the same tree; wrk (1 thread) pinned to CPU {settings.ClientCpu}. nginx: Debian's nginx-light, `worker_processes 1`, `sendfile on`, `tcp_nopush on`, `open_file_cache max=1000`, access log off. {settings.Rounds} interleaved round(s) of {settings.Seconds} s per run after a {settings.Warmup} s warm-up; medians. System calls counted with `perf stat -e raw_syscalls:sys_enter` on the server, CPU time from /proc. Produced by `dotnet run -c Release --project perf/MegaPipe.Perf -- static` on {DateTime.UtcNow:yyyy-MM-dd}."));
+        sb.AppendLine();
+        sb.AppendLine("megapipe = the StaticServer's defaults (UseMegaPipe, handler inline on the channel thread, file reads on the channel); megapipe-threadpool = `--MegaPipe:UnsafeInlineScheduling false`; sockets = Kestrel's Sockets transport (file reads with RandomAccess).");
+        sb.AppendLine();
+        sb.AppendLine("| scenario | target | megapipe / nginx | met |");
+        sb.AppendLine("|---|---:|---:|---|");
+        foreach (Scenario scenario in scenarios)
+        {
+            double ratio = MedianRps(samples, scenario, "megapipe") / MedianRps(samples, scenario, "nginx");
+            sb.AppendLine(FormattableString.Invariant($"| {scenario.Name} | ≥ {scenario.Target:F1}x | {ratio:F2}x | {(ratio >= scenario.Target ? "yes" : "no")} |"));
+        }
+        sb.AppendLine();
+        foreach (Scenario scenario in scenarios)
+        {
+            sb.AppendLine($"## {scenario.Description}");
+            sb.AppendLine();
+            sb.AppendLine("| variant | requests/s | ratio to nginx | system calls / request | server CPU µs / request | socket errors | non-2xx |");
+            sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
+            double nginx = MedianRps(samples, scenario, "nginx");
+            foreach (Variant v in variants)
+            {
+                var vs = samples.Where(s => s.Scenario == scenario.Name && s.Variant == v.Name).ToList();
+                double rps = PingPongExperiment.Median(vs.Select(s => s.Rps));
+                sb.AppendLine(FormattableString.Invariant($"| {v.Name} | {rps:F0} | {rps / nginx:F2}x | {PingPongExperiment.Median(vs.Select(s => s.SyscallsPerRequest)):F3} | {PingPongExperiment.Median(vs.Select(s => s.CpuUsPerRequest)):F2} | {vs.Sum(s => s.Errors)} | {vs.Sum(s => s.Non2xx)} |"));
+            }
+            sb.AppendLine();
+        }
+        string dir = Path.Combine(settings.RepoRoot, "perf", "results");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "static.md"), sb.ToString());
+        Console.WriteLine(sb.ToString());
+    }
+
+    private static double MedianRps(List<Sample> samples, Scenario scenario, string variant)
+        => PingPongExperiment.Median(samples.Where(s => s.Scenario == scenario.Name && s.Variant == variant).Select(s => s.Rps));
+
+    private static void WaitForPort(int port)
+    {
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            try
+            {
+                using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                s.Connect(IPAddress.Loopback, port);
+                return;
+            }
+            catch (SocketException)
+            {
+                Thread.Sleep(100);
+            }
+        }
+        throw new TimeoutException($"nothing listens on port {port}");
+    }
+
+    private static IEnumerable<int> ChildPids(int pid)
+    {
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            string path = $"/proc/{pid}/task/{pid}/children";
+            int[] children = File.Exists(path) ? File.ReadAllText(path).Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray() : [];
+            // taskset execs nginx in place; nginx forks its worker.
+            if (children.Length > 0)
+            {
+                return children;
+            }
+            Thread.Sleep(100);
+        }
+        return [];
+    }
+
+    private static double CpuSeconds(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the comm field.
+            return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    private static double ParseDouble(Match m) => m.Success ? double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : double.NaN;
+
+    [GeneratedRegex(@"Requests/sec:\s+([\d.]+)")]
+    private static partial Regex RequestsPerSecond();
+
+    [GeneratedRegex(@"(\d+) requests in")]
+    private static partial Regex TotalRequests();
+
+    [GeneratedRegex(@"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")]
+    private static partial Regex SocketErrors();
+
+    [GeneratedRegex(@"Non-2xx or 3xx responses: (\d+)")]
+    private static partial Regex Non2xx();
+}

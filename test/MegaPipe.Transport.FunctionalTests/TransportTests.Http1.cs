@@ -6,6 +6,7 @@ using System.Text;
 using MegaPipe.Transport.FunctionalTests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http;
 
 namespace MegaPipe.Transport.FunctionalTests;
 
@@ -91,6 +92,55 @@ public abstract partial class TransportTests
 
         Assert.Equal(TestData.TenMegabytes, length);
         Assert.Equal(TestData.Sha256Hex(TestData.Payload(TestData.TenMegabytes).Span), Convert.ToHexString(hash.GetHashAndReset()));
+        server.AssertNoErrorsLogged();
+    }
+
+    [Fact]
+    public async Task LargeRequestHeaders_SpanManyReceiveBuffers()
+    {
+        await using TestServer server = await StartServerAsync(app =>
+        {
+            CommonEndpoints.Map(app);
+            app.MapGet("/header", (HttpContext context) => TestData.Sha256Hex(Encoding.ASCII.GetBytes(context.Request.Headers["x-large"].ToString())));
+        });
+        using RawHttpConnection connection = await RawHttpConnection.ConnectAsync(server.EndPoint);
+        // 24 KB of header value: six 4 KB receive buffers, under Kestrel's 32 KB header limit.
+        string value = Convert.ToHexString(TestData.Payload(12 * 1024).Span);
+
+        for (int i = 0; i < 3; i++)
+        {
+            RawHttpResponse response = await connection.RequestAsync(RawHttpConnection.Get("/header", $"x-large: {value}\r\n"));
+            Assert.Equal(200, response.StatusCode);
+            Assert.Equal(TestData.Sha256Hex(Encoding.ASCII.GetBytes(value)), response.BodyText);
+        }
+        server.AssertNoErrorsLogged();
+    }
+
+    [Fact]
+    public async Task ManySmallFlushes_ArriveInOrder()
+    {
+        const int Flushes = 2000;
+        await using TestServer server = await StartServerAsync(app =>
+        {
+            CommonEndpoints.Map(app);
+            // One flush per line: many sends, each possibly issued while the previous is in flight.
+            app.MapGet("/lines", async (HttpContext context) =>
+            {
+                for (int i = 0; i < Flushes; i++)
+                {
+                    await context.Response.WriteAsync($"line {i}\n", context.RequestAborted);
+                    await context.Response.Body.FlushAsync(context.RequestAborted);
+                }
+            });
+        });
+        using HttpClient client = CreateClient(server);
+
+        for (int round = 0; round < 2; round++)
+        {
+            string body = await client.GetStringAsync("/lines");
+            string[] lines = body.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(Enumerable.Range(0, Flushes).Select(i => $"line {i}"), lines);
+        }
         server.AssertNoErrorsLogged();
     }
 

@@ -68,6 +68,40 @@ public abstract partial class TransportTests
         server.AssertNoErrorsLogged();
     }
 
+    [Fact]
+    public async Task GracefulShutdown_IdleKeepAliveConnectionsAreClosedPromptly()
+    {
+        await using TestServer server = await StartServerAsync(app => CommonEndpoints.Map(app));
+        var connections = new List<RawHttpConnection>();
+        try
+        {
+            for (int i = 0; i < 8; i++)
+            {
+                RawHttpConnection connection = await RawHttpConnection.ConnectAsync(server.EndPoint);
+                connections.Add(connection);
+                Assert.Equal(CommonEndpoints.Hello, (await connection.RequestAsync(RawHttpConnection.Get("/hello"))).BodyText);
+            }
+
+            // Idle keep-alive connections do not hold shutdown up: Kestrel closes them (FIN) at once.
+            var stopwatch = Stopwatch.StartNew();
+            using var stopTimeout = new CancellationTokenSource(TestTimeouts.Default);
+            await server.App.StopAsync(stopTimeout.Token).WaitAsync(TestTimeouts.Default);
+            Assert.False(stopTimeout.IsCancellationRequested, "StopAsync finished by closing the idle connections, not by its timeout.");
+            Output.WriteLine($"StopAsync took {stopwatch.ElapsedMilliseconds} ms.");
+            foreach (RawHttpConnection connection in connections)
+            {
+                (bool reset, int received) = await connection.WaitForCloseAsync();
+                Assert.False(reset, "FIN, not RST");
+                Assert.Equal(0, received);
+            }
+        }
+        finally
+        {
+            connections.ForEach(c => c.Dispose());
+        }
+        server.AssertNoErrorsLogged();
+    }
+
     // Polls until a connect is refused (the listener is closed).
     private static async Task WaitUntilRefusedAsync(IPEndPoint endPoint)
     {

@@ -65,6 +65,46 @@ public abstract partial class TransportTests
         server.AssertNoErrorsLogged();
     }
 
+    [Fact]
+    public async Task WebSocket_ClientAbort_ServerReceiveEnds()
+    {
+        TaskCompletionSource accepted = NewSignal();
+        TaskCompletionSource<Exception> receiveFailed = NewSignal<Exception>();
+        await using TestServer server = await StartServerAsync(app =>
+        {
+            CommonEndpoints.Map(app);
+            app.UseWebSockets();
+            app.Map("/ws", async (HttpContext context) =>
+            {
+                using WebSocket socket = await context.WebSockets.AcceptWebSocketAsync();
+                accepted.TrySetResult();
+                try
+                {
+                    // Waits for a message that never comes: the client goes away instead.
+                    await socket.ReceiveAsync(new byte[1024].AsMemory(), context.RequestAborted);
+                    receiveFailed.TrySetException(new InvalidOperationException("received a message"));
+                }
+                catch (Exception e)
+                {
+                    receiveFailed.TrySetResult(e);
+                }
+            });
+        });
+
+        using (var client = new ClientWebSocket())
+        {
+            using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+            await client.ConnectAsync(new UriBuilder(server.BaseAddress) { Scheme = "ws", Path = "/ws" }.Uri, timeout.Token);
+            await accepted.Task.WaitAsync(TestTimeouts.Default);
+            client.Abort(); // no close handshake
+        }
+
+        Exception error = await receiveFailed.Task.WaitAsync(TestTimeouts.Default);
+        Output.WriteLine($"{error.GetType().FullName}: {error.Message}");
+        Assert.True(error is WebSocketException or OperationCanceledException or IOException, error.ToString());
+        await AssertServerServesAsync(server);
+    }
+
     private static async Task<(WebSocketMessageType Type, byte[] Data)> ReceiveMessageAsync(WebSocket socket, CancellationToken cancellationToken)
     {
         using var message = new MemoryStream();

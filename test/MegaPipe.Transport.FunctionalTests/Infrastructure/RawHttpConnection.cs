@@ -15,6 +15,8 @@ public sealed class RawHttpConnection : IDisposable
     // Unconsumed received bytes are _buffer[_start.._end].
     private int _start;
     private int _end;
+    // The most one receive may take (tests of a slow reader lower it).
+    private int _readChunkSize = int.MaxValue;
 
     private RawHttpConnection(Socket socket)
     {
@@ -67,8 +69,10 @@ public sealed class RawHttpConnection : IDisposable
         return await ReadResponseAsync();
     }
 
-    public async Task<RawHttpResponse> ReadResponseAsync()
+    /// <summary>Reads one response; <paramref name="readChunkSize"/> caps each receive (a slow reader).</summary>
+    public async Task<RawHttpResponse> ReadResponseAsync(int readChunkSize = int.MaxValue)
     {
+        _readChunkSize = readChunkSize;
         using var timeout = new CancellationTokenSource(TestTimeouts.Default);
         CancellationToken token = timeout.Token;
         string statusLine = await ReadLineAsync(token) ?? throw new IOException("The connection closed before a response.");
@@ -189,7 +193,7 @@ public sealed class RawHttpConnection : IDisposable
             _end -= _start;
             _start = 0;
         }
-        int read = await Socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, token);
+        int read = await Socket.ReceiveAsync(_buffer.AsMemory(_end, Math.Min(_buffer.Length - _end, _readChunkSize)), SocketFlags.None, token);
         _end += read;
         return read > 0;
     }

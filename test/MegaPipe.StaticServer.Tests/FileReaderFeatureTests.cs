@@ -59,15 +59,11 @@ public sealed class FileReaderFeatureTests : IDisposable
     }
 
     // With inline scheduling a read's continuation runs on the channel thread, unless the read
-    // completed before its caller awaited it (then the caller just goes on): read until on it.
-    private static async Task HopToTheChannelThreadAsync(IMegaPipeFileReader reader, IMegaPipeChannelFeature channel, SafeFileHandle file)
-    {
-        for (int i = 0; i < 10_000 && !channel.IsChannelThread; i++)
-        {
-            await reader.ReadAsync(file, new byte[1], 0);
-        }
-        Assert.True(channel.IsChannelThread);
-    }
+    // completed before its caller awaited it (then the continuation goes to the thread pool). The
+    // tests that need to be on the channel thread read until they are, in their own method: a
+    // helper method's Task could complete before its caller awaits it, and drop the caller back on
+    // the thread pool.
+    private const int HopAttempts = 10_000;
 
     [Theory]
     [InlineData(true)]
@@ -79,9 +75,9 @@ public sealed class FileReaderFeatureTests : IDisposable
         await RunAsync(inline, async (reader, channel) =>
         {
             using SafeFileHandle file = File.OpenHandle(path);
-            if (inline)
+            for (int i = 0; inline && !channel.IsChannelThread && i < HopAttempts; i++)
             {
-                await HopToTheChannelThreadAsync(reader, channel, file);
+                await reader.ReadAsync(file, new byte[1], 0);
             }
             long before = reader.ReadCommands;
             var buffer = new byte[4096];
@@ -131,11 +127,12 @@ public sealed class FileReaderFeatureTests : IDisposable
         {
             SafeFileHandle file = File.OpenHandle(path);
             var buffer = new byte[1 << 20];
-            if (inline)
+            // On the channel thread, a read is issued before ReadAsync returns.
+            for (int i = 0; inline && !channel.IsChannelThread && i < HopAttempts; i++)
             {
-                // On the channel thread, a read is issued before ReadAsync returns.
-                await HopToTheChannelThreadAsync(reader, channel, file);
+                await reader.ReadAsync(file, new byte[1], 0);
             }
+            Assert.Equal(inline, channel.IsChannelThread);
             ValueTask<int> read = reader.ReadAsync(file, buffer, 0);
             file.Dispose();
 

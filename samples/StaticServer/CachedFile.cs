@@ -108,9 +108,10 @@ internal sealed class CachedFile : IDisposable
         }
         lock (_info)
         {
-            // Exists, Length and LastWriteTimeUtc come from one lstat (Attributes would add a geteuid
-            // for the read-only flag). A path swapped for a link is followed here, and then differs in
-            // length or mtime; if it did not, the bytes served are still the ones read from inside the root.
+            // Exists, Length and LastWriteTimeUtc come from one lstat (FileInfo.Length also asks
+            // geteuid, for the read-only attribute it checks on the way). A path swapped for a link is
+            // followed here, and then differs in length or mtime; if it did not, the bytes served are
+            // still the ones read from inside the root.
             _info.Refresh();
             if (!_info.Exists || _info.Length != Length || _info.LastWriteTimeUtc != LastWriteTimeUtc)
             {

@@ -236,13 +236,12 @@ internal sealed class StaticFileHandler
 
         // The body comes from the content cache when the file is small; it is read in (through the channel) on first use.
         byte[]? content = null;
-        var reads = new FileReads(context.Features.Get<IMegaPipeFileReader>(), _stats);
         if (!head && count > 0)
         {
             content = file.Content;
             if (content is null && file.ContentCacheable)
             {
-                content = await file.LoadContentAsync(reads).ConfigureAwait(false);
+                content = await file.LoadContentAsync(Reads(context)).ConfigureAwait(false);
                 if (file.IsStale)
                 {
                     return null;
@@ -269,8 +268,10 @@ internal sealed class StaticFileHandler
             await response.BodyWriter.WriteAsync(content.AsMemory((int)start, (int)count)).ConfigureAwait(false);
             return count;
         }
-        return await StreamAsync(context, file, reads, start, count).ConfigureAwait(false);
+        return await StreamAsync(context, file, Reads(context), start, count).ConfigureAwait(false);
     }
+
+    private FileReads Reads(HttpContext context) => new(context.Features.Get<IMegaPipeFileReader>(), _stats);
 
     // A large (or racy) file: read chunk by chunk straight into the response's output buffers.
     private async ValueTask<long?> StreamAsync(HttpContext context, CachedFile file, FileReads reads, long start, long count)

@@ -22,6 +22,8 @@ public static class StaticServerApp
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("MegaPipe.Transport", LogLevel.Information);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
+        // Hosting opens a logging scope per request whenever its category logs at all; it logs nothing we keep.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         IConfiguration config = builder.Configuration;
 
         string transport = config["transport"] ?? "megapipe";

@@ -1,4 +1,5 @@
 using System.Globalization;
+using MegaPipe.Transport;
 using Microsoft.Extensions.Primitives;
 using Microsoft.Net.Http.Headers;
 using Microsoft.Win32.SafeHandles;
@@ -19,6 +20,9 @@ internal sealed class CachedFile : IDisposable
     private readonly OpenFileCache _cache;
     // Re-stat'ed on every request; FileInfo is not thread-safe, so it is used under its own lock.
     private readonly FileInfo _info;
+    // The channel and loop turn of the last successful check made on a channel thread (under the lock).
+    private int _checkedChannel = -1;
+    private long _checkedTurn;
     // The open file; null for an empty file, which needs no reads (and for which opening could block on a FIFO).
     private readonly SafeFileHandle? _handle;
     private byte[]? _content;
@@ -99,27 +103,47 @@ internal sealed class CachedFile : IDisposable
         return new CachedFile(cache, resolved.RealPath, handle, length, lastWrite, encoding);
     }
 
-    // The per-request check: one lstat of the path.
-    public bool IsCurrent()
+    // The per-request check: one lstat of the path. On MegaPipe, once per loop turn of the
+    // connection's channel: a request read while the channel's dispatch count is n arrived before the
+    // count reached n, so a check begun after it reached n is as fresh as one made for the request
+    // itself (see IMegaPipeChannelFeature.DispatchCount).
+    public bool IsCurrent(IMegaPipeChannelFeature? channel)
     {
         if (_stale)
         {
             return false;
         }
+        int channelIndex = -1;
+        long turn = 0;
+        if (channel is not null)
+        {
+            channelIndex = channel.ChannelIndex;
+            turn = channel.DispatchCount; // read before the lstat below
+        }
         lock (_info)
         {
-            // Exists, Length and LastWriteTimeUtc come from one lstat (FileInfo.Length also asks
-            // geteuid, for the read-only attribute it checks on the way). A path swapped for a link is
-            // followed here, and then differs in length or mtime; if it did not, the bytes served are
-            // still the ones read from inside the root.
-            _info.Refresh();
-            if (!_info.Exists || _info.Length != Length || _info.LastWriteTimeUtc != LastWriteTimeUtc)
+            if (channelIndex < 0 || channelIndex != _checkedChannel || turn != _checkedTurn)
             {
-                return false;
+                if (!Check())
+                {
+                    return false;
+                }
+                _checkedChannel = channelIndex;
+                _checkedTurn = turn;
             }
         }
         // A racy entry is rebuilt once it is old enough to be cached safely.
         return !Racy || DateTime.UtcNow - LastWriteTimeUtc < s_racyWindow;
+    }
+
+    // Under the lock. Exists, Length and LastWriteTimeUtc come from one lstat (FileInfo.Length also
+    // asks geteuid, for the read-only attribute it checks on the way). A path swapped for a link is
+    // followed here, and then differs in length or mtime; if it did not, the bytes served are still
+    // the ones read from inside the root.
+    private bool Check()
+    {
+        _info.Refresh();
+        return _info.Exists && _info.Length == Length && _info.LastWriteTimeUtc == LastWriteTimeUtc;
     }
 
     // Reads the file into the cache (once, shared by concurrent requests) through the reads of the

@@ -118,7 +118,7 @@ internal sealed class StaticFileHandler
             }
             resource.LastAccess = Environment.TickCount64;
             CachedFile file = Choose(resource, request.Headers.AcceptEncoding);
-            if (!file.IsCurrent() && attempt < 3)
+            if (!file.IsCurrent(context.Features.Get<IMegaPipeChannelFeature>()) && attempt < 3)
             {
                 if (resource.IsRacy)
                 {

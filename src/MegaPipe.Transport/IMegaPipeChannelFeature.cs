@@ -22,6 +22,17 @@ public interface IMegaPipeChannelFeature
     /// <summary>A snapshot of the channel's counters (commands, system calls, completions); readable from any thread.</summary>
     ChannelCounters Counters { get; }
 
+    /// <summary>
+    /// The channel thread's loop turns: dispatches returned so far; readable from any thread. The
+    /// count is raised after each dispatch and before its events are handled, so data a connection
+    /// delivers to the application (and so every request read from it) arrived before the count
+    /// reached the value it has when the application reads the request. A check begun after the
+    /// count reached n therefore answers for every request read while the count is still n, on any
+    /// thread, as if it had been made for each: a stat of a file, say, can be made once per turn of
+    /// the channel instead of once per request.
+    /// </summary>
+    long DispatchCount { get; }
+
     /// <summary>Reads files through this channel's io_uring.</summary>
     IMegaPipeFileReader FileReader { get; }
 }

@@ -161,6 +161,49 @@ public sealed class FileReaderFeatureTests : IDisposable
         });
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task DispatchCount_HasAdvancedByTheTimeALaterRequestIsRead(bool inline)
+    {
+        var seen = new List<long>();
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseMegaPipe(o =>
+        {
+            o.ChannelCount = 1;
+            o.UnsafeInlineScheduling = inline;
+        });
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        await using WebApplication app = builder.Build();
+        app.Run(context =>
+        {
+            lock (seen)
+            {
+                seen.Add(context.Features.Get<IMegaPipeChannelFeature>()!.DispatchCount);
+            }
+            return Task.CompletedTask;
+        });
+        await app.StartAsync().WaitAsync(TestTimeouts.Default);
+        string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        using (var client = new HttpClient { Timeout = TestTimeouts.Default })
+        {
+            for (int i = 0; i < 5; i++)
+            {
+                (await client.GetAsync(address)).Dispose();
+            }
+        }
+        await app.StopAsync().WaitAsync(TestTimeouts.Default);
+
+        // Each request was sent after the previous response arrived, so it was received in a later
+        // turn: a check made for one request never answers for the next.
+        Assert.Equal(5, seen.Count);
+        for (int i = 1; i < seen.Count; i++)
+        {
+            Assert.True(seen[i] > seen[i - 1], string.Join(", ", seen));
+        }
+    }
+
     [Fact]
     public async Task ReadAsync_ValidatesItsArguments()
     {

@@ -51,6 +51,8 @@ internal sealed class ChannelFileReader : IMegaPipeFileReader, IMegaPipeChannelF
 
     public ChannelCounters Counters => _thread.Counters;
 
+    public long DispatchCount => _thread.DispatchCount;
+
     public IMegaPipeFileReader FileReader => this;
 
     public long ReadCommands => Volatile.Read(ref _readCommands);

@@ -40,6 +40,9 @@ internal sealed class ChannelThread
     private int _liveConnections;
     public long LiveConnections => Volatile.Read(ref _liveConnections);
     public ChannelCounters Counters => _channel?.Counters ?? default;
+    // Loop turns: Dispatch calls returned (written on the channel thread, read anywhere).
+    private long _dispatchCount;
+    public long DispatchCount => Volatile.Read(ref _dispatchCount);
 
     public void OnConnectionOpened()
     {
@@ -106,6 +109,9 @@ internal sealed class ChannelThread
             while (!_stopRequested || Registrations > 0)
             {
                 int count = channel.Dispatch(events, _stopRequested ? TimeSpan.FromMilliseconds(100) : Timeout.InfiniteTimeSpan);
+                // A new turn, counted before its events are handled: data they put in a connection's
+                // input pipe is read by the application only once the count includes this turn.
+                Volatile.Write(ref _dispatchCount, _dispatchCount + 1);
                 for (int i = 0; i < count; i++)
                 {
                     ((IChannelEventHandler)events[i].Cookie!).OnCompletion(in events[i]);

@@ -373,6 +373,17 @@ public sealed unsafe partial class MegaPipeChannel
     {
         io_uring_sqe* sqe = NextSqe();
         sqe->opcode = IORING_OP_ASYNC_CANCEL;
+        if (state.InFlight == 1 && state.ReceiveOperation is { } receive)
+        {
+            // Only the continuous receive is in flight, as when a connection closes after its last
+            // send: cancel it by user_data, one lookup in the kernel's cancel hash. A cancel by
+            // descriptor walks every bucket of that hash, twice with ALL (io_poll_cancel and
+            // io_async_cancel were 3-5% of the CPU of a static server under 2.3 requests per connection).
+            sqe->addr = receive.UserData;
+            sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
+            sqe->user_data = CancelUserData;
+            return;
+        }
         SetTarget(sqe, state);
         // The target of a cancel is a key, not the file to operate on.
         sqe->flags = IOSQE_CQE_SKIP_SUCCESS;

@@ -54,9 +54,12 @@ public sealed class StaticServerOptions
     /// <remarks>Defaults to 64 MiB.</remarks>
     public long ContentCacheSize { get; set; } = 64 * 1024 * 1024;
 
-    /// <summary>The size of each read when a file streams.</summary>
-    /// <remarks>Defaults to 128 KiB.</remarks>
-    public int ReadChunkSize { get; set; } = 128 * 1024;
+    /// <summary>
+    /// The size of each read when a file streams: one channel read, then one send, per chunk. On a
+    /// 1 MiB file over loopback, 256 KiB chunks cost about 2/3 of the CPU per request of 128 KiB ones.
+    /// </summary>
+    /// <remarks>Defaults to 256 KiB.</remarks>
+    public int ReadChunkSize { get; set; } = 256 * 1024;
 
     /// <summary>Watch the root with inotify so renames, deletions and new precompressed siblings drop cache entries at once (changes in place are caught by the per-request check anyway).</summary>
     /// <remarks>Defaults to on.</remarks>

@@ -25,9 +25,9 @@ public sealed class ChannelReadTests
         Transport.IMegaPipeChannelFeature channel = Assert.IsAssignableFrom<Transport.IMegaPipeChannelFeature>(fixture.Server.Probe.Channel);
         Assert.Same(reader, channel.FileReader);
         Assert.InRange(channel.ChannelIndex, 0, Environment.ProcessorCount - 1);
-        // ...and every read of the body went through the channel: 1 MiB in 128 KiB reads is at least 9 commands.
-        Assert.True(stats.ChannelReads - channelReads >= 9, $"{stats.ChannelReads - channelReads} channel reads");
-        Assert.True(reader.ReadCommands >= 9, $"{reader.ReadCommands} ReadFile commands on the channel");
+        // ...and every read of the body went through the channel: 1 MiB + 4321 bytes in 256 KiB reads is at least 5 commands.
+        Assert.True(stats.ChannelReads - channelReads >= 5, $"{stats.ChannelReads - channelReads} channel reads");
+        Assert.True(reader.ReadCommands >= 5, $"{reader.ReadCommands} ReadFile commands on the channel");
         Assert.True(channel.Counters.Commands >= reader.ReadCommands);
         Assert.Equal(0, stats.FallbackReads);
     }
@@ -92,7 +92,7 @@ public sealed class ChannelReadTests
 
             Assert.Null(fixture.Server.Probe.Reader);
             Assert.Null(fixture.Server.Probe.Channel);
-            Assert.True(fixture.Server.Stats.FallbackReads >= 10);
+            Assert.True(fixture.Server.Stats.FallbackReads >= 5);
             Assert.Equal(0, fixture.Server.Stats.ChannelReads);
         }
 

@@ -78,8 +78,10 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         long maxWrite = options.MaxWriteBufferSize > 0 ? options.MaxWriteBufferSize : 0;
         // Input: the channel writes, the application reads (on the thread pool unless inline).
         _input = new Pipe(new PipeOptions(pool, applicationScheduler, PipeScheduler.Inline, maxRead, maxRead / 2, useSynchronizationContext: false));
-        // Output: the application writes; the reader callback only posts to the channel, so it runs inline.
-        _output = new Pipe(new PipeOptions(pool, PipeScheduler.Inline, applicationScheduler, maxWrite, maxWrite / 2, useSynchronizationContext: false));
+        // Output: the application writes. The reader callback only posts to the channel: inline when the application
+        // runs on the channel anyway; otherwise queued behind the application's current work item, so a burst of
+        // flushes (pipelined responses) reaches the channel as one send rather than one wake-up each.
+        _output = new Pipe(new PipeOptions(pool, applicationScheduler, applicationScheduler, maxWrite, maxWrite / 2, useSynchronizationContext: false));
         Transport = new DuplexPipe(_input.Reader, _output.Writer);
         _outputReadyCallback = () => SchedulePending(PendingOutput);
         _resumeCallback = () => SchedulePending(PendingResume);

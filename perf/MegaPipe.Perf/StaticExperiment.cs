@@ -109,7 +109,7 @@ public static partial class StaticExperiment
         using Process server = ProcessRunner.Start(exe, $"{variant.Arguments} --root {tree} --urls http://127.0.0.1:{port}", settings.ServerCpu, environment: s_jitEnvironment);
         try
         {
-            WaitForPort(port);
+            ServerProbe.WaitForPort(port);
             return Measure(settings, scenario, port, [server.Id], variant.Name);
         }
         finally
@@ -144,9 +144,9 @@ public static partial class StaticExperiment
         using Process master = ProcessRunner.Start("/usr/sbin/nginx", $"-c {dir}/nginx.conf -p {dir}", settings.ServerCpu);
         try
         {
-            WaitForPort(port);
+            ServerProbe.WaitForPort(port);
             // The worker does the work; the master only waits.
-            return Measure(settings, scenario, port, ChildPids(master.Id).ToArray(), "nginx");
+            return Measure(settings, scenario, port, ServerProbe.ChildPids(master.Id).ToArray(), "nginx");
         }
         finally
         {
@@ -164,16 +164,16 @@ public static partial class StaticExperiment
         string wrk(double seconds) => $"-c {settings.ClientCpu} wrk -t1 -c{scenario.Connections} -d{seconds.ToString(CultureInfo.InvariantCulture)}s {extra} {url}{tail}";
         // Warm up (JIT tiering, caches), then measure.
         ProcessRunner.Run("taskset", wrk(settings.Warmup), TimeSpan.FromSeconds(settings.Warmup + 30));
-        double cpuBefore = pids.Sum(CpuSeconds);
+        double cpuBefore = pids.Sum(ServerProbe.CpuSeconds);
         Task<long?>[] syscalls = pids.Select(pid => ProcessRunner.CountSystemCallsAsync(pid, settings.Seconds - 1)).ToArray();
         string output = ProcessRunner.Run("taskset", wrk(settings.Seconds), TimeSpan.FromSeconds(settings.Seconds + 60));
-        double cpu = pids.Sum(CpuSeconds) - cpuBefore;
+        double cpu = pids.Sum(ServerProbe.CpuSeconds) - cpuBefore;
         long? calls = syscalls.All(t => t.Result is not null) ? syscalls.Sum(t => t.Result!.Value) : null;
-        double rps = ParseDouble(RequestsPerSecond().Match(output));
-        long requests = (long)ParseDouble(TotalRequests().Match(output));
-        Match errors = SocketErrors().Match(output);
+        double rps = ServerProbe.ParseDouble(ServerProbe.RequestsPerSecond().Match(output));
+        long requests = (long)ServerProbe.ParseDouble(ServerProbe.TotalRequests().Match(output));
+        Match errors = ServerProbe.SocketErrors().Match(output);
         long errorCount = errors.Success ? Enumerable.Range(1, 4).Sum(i => long.Parse(errors.Groups[i].Value, CultureInfo.InvariantCulture)) : 0;
-        Match non2xx = Non2xx().Match(output);
+        Match non2xx = ServerProbe.Non2xx().Match(output);
         return new Sample(scenario.Name, variant, rps,
             calls is null ? double.NaN : calls.Value / (rps * (settings.Seconds - 1)),
             cpu * 1e6 / Math.Max(1, requests),
@@ -232,69 +232,4 @@ public static partial class StaticExperiment
 
     private static double MedianRps(List<Sample> samples, Scenario scenario, string variant)
         => PingPongExperiment.Median(samples.Where(s => s.Scenario == scenario.Name && s.Variant == variant).Select(s => s.Rps));
-
-    private static void WaitForPort(int port)
-    {
-        var watch = Stopwatch.StartNew();
-        while (watch.Elapsed < TimeSpan.FromSeconds(30))
-        {
-            try
-            {
-                using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-                s.Connect(IPAddress.Loopback, port);
-                return;
-            }
-            catch (SocketException)
-            {
-                Thread.Sleep(100);
-            }
-        }
-        throw new TimeoutException($"nothing listens on port {port}");
-    }
-
-    private static IEnumerable<int> ChildPids(int pid)
-    {
-        var watch = Stopwatch.StartNew();
-        while (watch.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            string path = $"/proc/{pid}/task/{pid}/children";
-            int[] children = File.Exists(path) ? File.ReadAllText(path).Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray() : [];
-            // taskset execs nginx in place; nginx forks its worker.
-            if (children.Length > 0)
-            {
-                return children;
-            }
-            Thread.Sleep(100);
-        }
-        return [];
-    }
-
-    private static double CpuSeconds(int pid)
-    {
-        try
-        {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
-            string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the comm field.
-            return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
-        }
-        catch (IOException)
-        {
-            return 0;
-        }
-    }
-
-    private static double ParseDouble(Match m) => m.Success ? double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : double.NaN;
-
-    [GeneratedRegex(@"Requests/sec:\s+([\d.]+)")]
-    private static partial Regex RequestsPerSecond();
-
-    [GeneratedRegex(@"(\d+) requests in")]
-    private static partial Regex TotalRequests();
-
-    [GeneratedRegex(@"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")]
-    private static partial Regex SocketErrors();
-
-    [GeneratedRegex(@"Non-2xx or 3xx responses: (\d+)")]
-    private static partial Regex Non2xx();
 }

@@ -70,7 +70,7 @@ public static partial class WebExperiment
         using Process server = ProcessRunner.Start(exe, $"{variant.Arguments} --urls http://127.0.0.1:{port} --contentRoot {ContentRoot(settings)}", settings.ServerCpu);
         try
         {
-            WaitForPort(port);
+            ServerProbe.WaitForPort(port);
             return Measure(settings, scenario, port, [server.Id], variant.Name);
         }
         finally
@@ -107,9 +107,9 @@ public static partial class WebExperiment
         using Process master = ProcessRunner.Start("/usr/sbin/nginx", $"-c {dir}/nginx.conf -p {dir}", settings.ServerCpu);
         try
         {
-            WaitForPort(port);
+            ServerProbe.WaitForPort(port);
             // The worker does the work; the master only waits.
-            int[] pids = ChildPids(master.Id).ToArray();
+            int[] pids = ServerProbe.ChildPids(master.Id).ToArray();
             return Measure(settings, scenario, port, pids, "nginx");
         }
         finally
@@ -124,16 +124,16 @@ public static partial class WebExperiment
         string url = $"http://127.0.0.1:{port}{scenario.Path}";
         // Warm up (JIT tiering, pools), then measure.
         ProcessRunner.Run("taskset", $"-c {settings.ClientCpu} wrk -t1 -c{scenario.Connections} -d{settings.Warmup.ToString(CultureInfo.InvariantCulture)}s {scenario.WrkExtra} {url}", TimeSpan.FromSeconds(settings.Warmup + 30));
-        double cpuBefore = pids.Sum(CpuSeconds);
+        double cpuBefore = pids.Sum(ServerProbe.CpuSeconds);
         Task<long?>[] syscalls = pids.Select(pid => ProcessRunner.CountSystemCallsAsync(pid, settings.Seconds - 1)).ToArray();
         string wrk = ProcessRunner.Run("taskset", $"-c {settings.ClientCpu} wrk -t1 -c{scenario.Connections} -d{settings.Seconds.ToString(CultureInfo.InvariantCulture)}s {scenario.WrkExtra} {url}", TimeSpan.FromSeconds(settings.Seconds + 60));
-        double cpu = pids.Sum(CpuSeconds) - cpuBefore;
+        double cpu = pids.Sum(ServerProbe.CpuSeconds) - cpuBefore;
         long? calls = syscalls.All(t => t.Result is not null) ? syscalls.Sum(t => t.Result!.Value) : null;
-        double rps = ParseDouble(RequestsPerSecond().Match(wrk));
-        long requests = (long)ParseDouble(TotalRequests().Match(wrk));
-        Match errors = SocketErrors().Match(wrk);
+        double rps = ServerProbe.ParseDouble(ServerProbe.RequestsPerSecond().Match(wrk));
+        long requests = (long)ServerProbe.ParseDouble(ServerProbe.TotalRequests().Match(wrk));
+        Match errors = ServerProbe.SocketErrors().Match(wrk);
         long errorCount = errors.Success ? Enumerable.Range(1, 4).Sum(i => long.Parse(errors.Groups[i].Value, CultureInfo.InvariantCulture)) : 0;
-        Match non2xx = Non2xx().Match(wrk);
+        Match non2xx = ServerProbe.Non2xx().Match(wrk);
         return new Sample(scenario.Name, variant, rps,
             calls is null ? double.NaN : calls.Value / (rps * (settings.Seconds - 1)),
             cpu * 1e6 / Math.Max(1, requests),
@@ -149,11 +149,11 @@ public static partial class WebExperiment
         var sockets = new List<Socket>(count);
         try
         {
-            WaitForPort(port);
+            ServerProbe.WaitForPort(port);
             // Warm the server up so one-time allocations are not charged to the connections.
             ProcessRunner.Run("taskset", $"-c {settings.ClientCpu} wrk -t1 -c64 -d2s http://127.0.0.1:{port}/plaintext", TimeSpan.FromSeconds(30));
             Thread.Sleep(1000);
-            long before = RssBytes(server.Id);
+            long before = ServerProbe.RssBytes(server.Id);
             byte[] request = Encoding.ASCII.GetBytes("GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
             var buffer = new byte[1024];
             for (int i = 0; i < count; i += 500)
@@ -171,7 +171,7 @@ public static partial class WebExperiment
                 sockets.AddRange(batch.Select(t => t.Result));
             }
             Thread.Sleep(2000);
-            long after = RssBytes(server.Id);
+            long after = ServerProbe.RssBytes(server.Id);
             return (after - before) / (double)count;
         }
         finally
@@ -226,81 +226,4 @@ public static partial class WebExperiment
     }
 
     private static string ContentRoot(PerfSettings settings) => Path.Combine(settings.RepoRoot, "samples", "WebApp");
-
-    private static void WaitForPort(int port)
-    {
-        var watch = Stopwatch.StartNew();
-        while (watch.Elapsed < TimeSpan.FromSeconds(30))
-        {
-            try
-            {
-                using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-                s.Connect(IPAddress.Loopback, port);
-                return;
-            }
-            catch (SocketException)
-            {
-                Thread.Sleep(100);
-            }
-        }
-        throw new TimeoutException($"nothing listens on port {port}");
-    }
-
-    private static IEnumerable<int> ChildPids(int pid)
-    {
-        var watch = Stopwatch.StartNew();
-        while (watch.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            string path = $"/proc/{pid}/task/{pid}/children";
-            int[] children = File.Exists(path) ? File.ReadAllText(path).Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray() : [];
-            // taskset execs nginx in place; nginx forks its worker.
-            if (children.Length > 0)
-            {
-                return children;
-            }
-            Thread.Sleep(100);
-        }
-        return [];
-    }
-
-    private static double CpuSeconds(int pid)
-    {
-        try
-        {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
-            string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the comm field.
-            return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
-        }
-        catch (IOException)
-        {
-            return 0;
-        }
-    }
-
-    private static long RssBytes(int pid)
-    {
-        foreach (string line in File.ReadLines($"/proc/{pid}/status"))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
-            }
-        }
-        return 0;
-    }
-
-    private static double ParseDouble(Match m) => m.Success ? double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : double.NaN;
-
-    [GeneratedRegex(@"Requests/sec:\s+([\d.]+)")]
-    private static partial Regex RequestsPerSecond();
-
-    [GeneratedRegex(@"(\d+) requests in")]
-    private static partial Regex TotalRequests();
-
-    [GeneratedRegex(@"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")]
-    private static partial Regex SocketErrors();
-
-    [GeneratedRegex(@"Non-2xx or 3xx responses: (\d+)")]
-    private static partial Regex Non2xx();
 }

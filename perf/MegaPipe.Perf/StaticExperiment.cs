@@ -30,7 +30,7 @@ public static partial class StaticExperiment
 
     public static void Run(PerfSettings settings)
     {
-        if (!File.Exists("/usr/sbin/nginx"))
+        if (!File.Exists(NginxServer.Executable))
         {
             throw new InvalidOperationException("the static experiment compares with nginx: apt-get install nginx-light");
         }
@@ -120,39 +120,8 @@ public static partial class StaticExperiment
 
     private static Sample RunNginx(PerfSettings settings, string tree, Scenario scenario, int port)
     {
-        string dir = Directory.CreateTempSubdirectory("megapipe-nginx").FullName;
-        File.WriteAllText(Path.Combine(dir, "nginx.conf"), $$"""
-            worker_processes 1;
-            daemon off;
-            pid {{dir}}/nginx.pid;
-            error_log {{dir}}/error.log;
-            events { worker_connections 20000; }
-            http {
-              access_log off;
-              sendfile on;
-              tcp_nopush on;
-              open_file_cache max=1000 inactive=60s;
-              keepalive_requests 10000000;
-              types { text/html html; application/octet-stream bin; }
-              client_body_temp_path {{dir}};
-              server {
-                listen 127.0.0.1:{{port}} backlog=512;
-                root {{tree}};
-              }
-            }
-            """);
-        using Process master = ProcessRunner.Start("/usr/sbin/nginx", $"-c {dir}/nginx.conf -p {dir}", settings.ServerCpu);
-        try
-        {
-            ServerProbe.WaitForPort(port);
-            // The worker does the work; the master only waits.
-            return Measure(settings, scenario, port, ServerProbe.ChildPids(master.Id).ToArray(), "nginx");
-        }
-        finally
-        {
-            ProcessRunner.Stop(master);
-            Directory.Delete(dir, recursive: true);
-        }
+        using var nginx = new NginxServer(settings, port, "text/html html; application/octet-stream bin;", $"root {tree};");
+        return Measure(settings, scenario, port, nginx.WorkerPids, "nginx");
     }
 
     private static Sample Measure(PerfSettings settings, Scenario scenario, int port, int[] pids, string variant)

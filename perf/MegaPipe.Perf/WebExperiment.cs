@@ -27,7 +27,7 @@ public static partial class WebExperiment
             new("megapipe", "--transport megapipe"),
             new("megapipe-inline", "--transport megapipe --MegaPipe:UnsafeInlineScheduling true"),
         };
-        bool nginx = File.Exists("/usr/sbin/nginx");
+        bool nginx = File.Exists(NginxServer.Executable);
         if (nginx)
         {
             variants.Add(new("nginx", ""));
@@ -81,42 +81,10 @@ public static partial class WebExperiment
 
     private static Sample RunNginx(PerfSettings settings, Scenario scenario, int port)
     {
-        string dir = Directory.CreateTempSubdirectory("megapipe-nginx").FullName;
         string root = Path.Combine(settings.RepoRoot, "samples", "WebApp", "wwwroot");
-        File.WriteAllText(Path.Combine(dir, "nginx.conf"), $$"""
-            worker_processes 1;
-            daemon off;
-            pid {{dir}}/nginx.pid;
-            error_log {{dir}}/error.log;
-            events { worker_connections 20000; }
-            http {
-              access_log off;
-              sendfile on;
-              tcp_nopush on;
-              open_file_cache max=1000 inactive=60s;
-              keepalive_requests 10000000;
-              types { text/html html; }
-              client_body_temp_path {{dir}};
-              server {
-                listen 127.0.0.1:{{port}} backlog=512;
-                location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
-                location / { root {{root}}; }
-              }
-            }
-            """);
-        using Process master = ProcessRunner.Start("/usr/sbin/nginx", $"-c {dir}/nginx.conf -p {dir}", settings.ServerCpu);
-        try
-        {
-            ServerProbe.WaitForPort(port);
-            // The worker does the work; the master only waits.
-            int[] pids = ServerProbe.ChildPids(master.Id).ToArray();
-            return Measure(settings, scenario, port, pids, "nginx");
-        }
-        finally
-        {
-            ProcessRunner.Stop(master);
-            Directory.Delete(dir, recursive: true);
-        }
+        using var nginx = new NginxServer(settings, port, "text/html html;",
+            $$"""location = /plaintext { default_type text/plain; return 200 "Hello, World!"; } location / { root {{root}}; }""");
+        return Measure(settings, scenario, port, nginx.WorkerPids, "nginx");
     }
 
     private static Sample Measure(PerfSettings settings, Scenario scenario, int port, int[] pids, string variant)

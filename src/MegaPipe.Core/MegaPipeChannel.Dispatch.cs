@@ -19,6 +19,8 @@ public sealed unsafe partial class MegaPipeChannel
     private int _lentBufferCount;
     // Handles whose continuous receive ended for lack of buffers, to re-arm once buffers return.
     private readonly List<HandleState> _starved = new();
+    // The one-slot buffer TryDispatch dispatches into (owner thread only), so it allocates nothing.
+    private readonly CompletionEvent[] _single = new CompletionEvent[1];
 
     /// <summary>
     /// Dispatches completion events (mp_dispatch) into <paramref name="events"/>. Submits all
@@ -82,9 +84,10 @@ public sealed unsafe partial class MegaPipeChannel
     /// <summary>Dispatches a single event; false when the timeout passed (or posted work ran) without one.</summary>
     public bool TryDispatch(out CompletionEvent completion, TimeSpan timeout)
     {
-        Span<CompletionEvent> one = new CompletionEvent[1];
+        Span<CompletionEvent> one = _single;
         int count = Dispatch(one, timeout);
         completion = count == 1 ? one[0] : default;
+        one[0] = default; // drop the cookie reference
         return count == 1;
     }
 

@@ -48,6 +48,13 @@ public sealed class ChannelOptions
     /// <remarks>Defaults to 8.</remarks>
     public int AcceptDepth { get; set; } = 8;
 
+    /// <summary>
+    /// The engine: io_uring, the epoll fallback, or Auto (io_uring, falling back to epoll when it
+    /// cannot be set up; the <c>MEGAPIPE_ENGINE</c> environment variable can force either).
+    /// </summary>
+    /// <remarks>Defaults to <see cref="ChannelEngine.Auto"/>.</remarks>
+    public ChannelEngine Engine { get; set; } = ChannelEngine.Auto;
+
     /// <summary>A CPU to pin the creating (owner) thread to, or -1 to leave it unpinned.</summary>
     /// <remarks>Defaults to -1.</remarks>
     public int PinToCpu { get; set; } = -1;

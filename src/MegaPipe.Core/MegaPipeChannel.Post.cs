@@ -16,7 +16,7 @@ public sealed unsafe partial class MegaPipeChannel
 
     private readonly ConcurrentQueue<IChannelWorkItem> _posted = new();
     // The eventfd that wakes the owner; blocking, so the ring's read waits through poll.
-    private readonly int _wakeFd;
+    private int _wakeFd;
     // 8 bytes the armed eventfd read lands in.
     private ulong* _wakeBuffer;
     // 1 while the owner is (about to be) blocked in io_uring_enter.
@@ -71,13 +71,16 @@ public sealed unsafe partial class MegaPipeChannel
         return fd;
     }
 
-    private void ArmWakeRead()
+    private void ArmWakeRead() => ArmWakeRead(_ring);
+
+    private void ArmWakeRead(Ring ring)
     {
         if (_wakeBuffer == null)
         {
             _wakeBuffer = (ulong*)NativeMemory.AllocZeroed(sizeof(ulong));
         }
-        io_uring_sqe* sqe = NextSqe();
+        // At start-up the ring is empty, so an SQE is always free.
+        io_uring_sqe* sqe = ring == _ring ? NextSqe() : ring.TryGetSqe();
         sqe->opcode = IORING_OP_READ;
         sqe->fd = _wakeFd;
         sqe->addr = (ulong)_wakeBuffer;

@@ -17,7 +17,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
 {
     private static int s_nextId;
 
-    private readonly IoUring _ring;
+    private readonly Ring _ring;
     private readonly BufferRing _buffers;
     // The managed id of the owner thread; commands from other threads are refused.
     private readonly int _ownerThreadId;
@@ -42,28 +42,82 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
         {
             PinCurrentThread(options.PinToCpu);
         }
-        _ring = new IoUring((uint)options.SubmissionQueueSize, (uint)options.CompletionQueueSize);
         _wakeFd = -1;
+        (_ring, _buffers, EngineReason) = CreateEngine(options);
+        Engine = _ring is EpollRing ? ChannelEngine.Epoll : ChannelEngine.IoUring;
+    }
+
+    /// <summary>The environment variable that picks the engine when <see cref="ChannelOptions.Engine"/> is Auto.</summary>
+    public const string EngineEnvironmentVariable = "MEGAPIPE_ENGINE";
+
+    // Picks and starts the engine: io_uring unless forced to epoll, falling back to epoll (when
+    // allowed) if any step of the io_uring set-up fails.
+    private (Ring Ring, BufferRing Buffers, string Reason) CreateEngine(ChannelOptions options)
+    {
+        ChannelEngine engine = options.Engine;
+        string reason;
+        if (engine == ChannelEngine.Auto)
+        {
+            string? variable = Environment.GetEnvironmentVariable(EngineEnvironmentVariable)?.Trim();
+            engine = variable?.ToLowerInvariant() switch
+            {
+                null or "" or "auto" => ChannelEngine.Auto,
+                "io_uring" or "iouring" or "uring" => ChannelEngine.IoUring,
+                "epoll" => ChannelEngine.Epoll,
+                _ => throw new MegaPipeException(EngineEnvironmentVariable, Errno.EINVAL, $"{EngineEnvironmentVariable}={variable} is not an engine: use io_uring, epoll or auto"),
+            };
+            reason = engine == ChannelEngine.Auto ? "io_uring is available" : $"forced by {EngineEnvironmentVariable}={variable}";
+        }
+        else
+        {
+            reason = $"forced by ChannelOptions.Engine={engine}";
+        }
+
+        if (engine != ChannelEngine.Epoll)
+        {
+            try
+            {
+                return (StartEngine(new IoUring((uint)options.SubmissionQueueSize, (uint)options.CompletionQueueSize), options, out BufferRing buffers), buffers, reason);
+            }
+            // An invalid setting (io_uring_setup's EINVAL for queue sizes) is the caller's error on
+            // either engine; anything else means this process cannot use io_uring here.
+            catch (MegaPipeException e) when (engine == ChannelEngine.Auto && !(e.Operation == "io_uring_setup" && e.Errno == Errno.EINVAL))
+            {
+                reason = "io_uring is unavailable: " + e.Message;
+            }
+        }
+        return (StartEngine(new EpollRing((uint)options.SubmissionQueueSize, (uint)options.CompletionQueueSize, reason), options, out BufferRing epollBuffers), epollBuffers, reason);
+    }
+
+    private Ring StartEngine(Ring ring, ChannelOptions options, out BufferRing buffers)
+    {
+        buffers = null!;
         try
         {
             int files = options.FileTableSize > 0 ? options.FileTableSize : DefaultFileTableSize();
-            _ring.RegisterSparseFiles((uint)files);
+            ring.RegisterSparseFiles((uint)files);
             FileTableSize = files;
-            _buffers = new BufferRing(_ring, groupId: 0, options.ReceiveBufferCount, options.ReceiveBufferSize);
-            _wakeFd = CreateWakeEventFd();
-            ArmWakeRead();
+            buffers = new BufferRing(ring, groupId: 0, options.ReceiveBufferCount, options.ReceiveBufferSize);
+            if (_wakeFd < 0)
+            {
+                _wakeFd = CreateWakeEventFd();
+            }
+            ArmWakeRead(ring);
             // Submit the wake-up read now; this also proves io_uring_enter is allowed, which a
             // seccomp profile may deny while allowing io_uring_setup.
-            _ring.SubmitStartup();
+            ring.SubmitStartup();
+            return ring;
         }
         catch
         {
             // The ring goes first: it must hold no request on the wake-up fd or buffer we free.
-            _ring.Dispose();
-            _buffers?.Dispose();
+            ring.Dispose();
+            buffers?.Dispose();
+            buffers = null!;
             if (_wakeFd >= 0)
             {
                 Interop.close(_wakeFd);
+                _wakeFd = -1;
             }
             NativeMemoryFree();
             throw;
@@ -83,9 +137,18 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
     public ChannelOptions Options { get; }
 
     /// <summary>Slots of the registered file table that holds lightweight sockets.</summary>
-    public int FileTableSize { get; }
+    public int FileTableSize { get; private set; }
 
-    /// <summary>Why the ring runs with fewer setup flags than preferred, or null when it has them all.</summary>
+    /// <summary>The engine that carries this channel's commands: io_uring, or the epoll fallback.</summary>
+    public ChannelEngine Engine { get; }
+
+    /// <summary>Why this engine runs, in words (for example the io_uring error that made the channel fall back to epoll).</summary>
+    public string EngineReason { get; }
+
+    /// <summary>
+    /// What the engine runs without, or null when it has everything: io_uring setup flags the
+    /// kernel refused, or the emulations of the epoll engine.
+    /// </summary>
     public string? Degradation => _ring.Degradation;
 
     /// <summary>Live handles (registered and not yet fully closed).</summary>
@@ -97,7 +160,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
     /// <summary>A snapshot of the channel's counters; may be read from any thread.</summary>
     public ChannelCounters Counters => new(
         Volatile.Read(ref _commands),
-        _ring.EnterCalls + Volatile.Read(ref _otherSystemCalls),
+        _ring.SystemCalls + Volatile.Read(ref _otherSystemCalls),
         _ring.SqesSubmitted,
         Volatile.Read(ref _completions),
         Volatile.Read(ref _events),
@@ -188,6 +251,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
     {
         if (state.External is { } external)
         {
+            _ring.ForgetDescriptor(state.Fd);
             external.DangerousRelease();
             if (state.OwnsDescriptor)
             {

@@ -23,7 +23,7 @@ public class OverflowTests
     // The ring's real sizes, to be sure the kernel did not give us more than asked.
     private static (uint Sq, uint Cq) RingSizes(MegaPipeChannel channel)
     {
-        var ring = (MegaPipe.Internal.IoUring)typeof(MegaPipeChannel).GetField("_ring", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(channel)!;
+        var ring = (MegaPipe.Internal.Ring)typeof(MegaPipeChannel).GetField("_ring", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(channel)!;
         return (ring.SqEntries, ring.CqEntries);
     }
 

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using MegaPipe.Core.Tests.Infrastructure;
 using static MegaPipe.Core.Tests.Infrastructure.TestNative;
@@ -54,8 +56,56 @@ public class SetupFailureTests
         => TestThread.Run($"seccomp-{deniedSyscall}", () =>
         {
             DenyOnThisThread(deniedSyscall, EPERM);
-            return Record.Exception(() => MegaPipeChannel.Create().Dispose());
+            return Record.Exception(() => MegaPipeChannel.Create(new ChannelOptions { Engine = ChannelEngine.IoUring }).Dispose());
         });
+
+    // With the default engine choice the channel falls back to epoll on the filtered thread, says
+    // why, and works: one echo round trip over loopback through the fallback engine.
+    private static (ChannelEngine Engine, string Reason, string Echo) CreateAutoOnFilteredThread(int deniedSyscall)
+        => TestThread.Run($"seccomp-auto-{deniedSyscall}", () =>
+        {
+            DenyOnThisThread(deniedSyscall, EPERM);
+            using var channel = MegaPipeChannel.Create();
+            var pump = new ChannelPump(channel);
+            using var listener = MegaPipeListener.Bind(new IPEndPoint(IPAddress.Loopback, 0), partitions: 1);
+            MegaPipeHandle listening = channel.RegisterListener(listener, 0);
+            channel.Accept(listening);
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            client.Connect(listener.LocalEndPoint);
+            MegaPipeHandle server = pump.WaitFor(ChannelCommand.Accept).Accepted;
+            channel.Receive(server);
+            client.Send("ping"u8);
+            pump.Until(() => pump.ReceivedCount(server) == 4, what: "the ping");
+            channel.Write(server, pump.ReceivedBytes(server));
+            pump.WaitFor(ChannelCommand.Write);
+            byte[] reply = LoopbackServer.ReceiveExactly(client, 4);
+            return (channel.Engine, channel.EngineReason, System.Text.Encoding.ASCII.GetString(reply));
+        });
+
+    [Fact]
+    public void CreateAuto_WhenSeccompDeniesIoUringSetup_FallsBackToEpollThatWorks()
+    {
+        (ChannelEngine engine, string reason, string echo) = CreateAutoOnFilteredThread(SYS_io_uring_setup);
+        Assert.Equal(ChannelEngine.Epoll, engine);
+        Assert.Contains("io_uring_setup", reason, StringComparison.Ordinal);
+        Assert.Contains("EPERM", reason, StringComparison.Ordinal);
+        Assert.Contains("seccomp", reason, StringComparison.Ordinal);
+        Assert.Equal("ping", echo);
+
+        // Other threads still get io_uring.
+        using var channel = MegaPipeChannel.Create();
+        Assert.Equal(ChannelEngine.IoUring, channel.Engine);
+    }
+
+    [Fact]
+    public void CreateAuto_WhenSeccompDeniesOnlyIoUringEnter_FallsBackToEpollThatWorks()
+    {
+        (ChannelEngine engine, string reason, string echo) = CreateAutoOnFilteredThread(SYS_io_uring_enter);
+        Assert.Equal(ChannelEngine.Epoll, engine);
+        Assert.Contains("io_uring_enter", reason, StringComparison.Ordinal);
+        Assert.Contains("EPERM", reason, StringComparison.Ordinal);
+        Assert.Equal("ping", echo);
+    }
 
     [Fact]
     public void Create_WhenSeccompDeniesIoUringSetup_ThrowsEpermNamingSeccomp()
@@ -69,6 +119,7 @@ public class SetupFailureTests
 
         // Only that thread was filtered.
         using var channel = MegaPipeChannel.Create();
+        Assert.Equal(ChannelEngine.IoUring, channel.Engine);
     }
 
     [Fact]

@@ -50,6 +50,7 @@ public class StructLayoutTests
         ["io_uring_buf_reg.flags"] = "pad",              // named flags in 6.4 (IOU_PBUF_RING_MMAP)
         ["io_uring_getevents_arg.min_wait_usec"] = "pad", // named min_wait_usec in 6.12
         ["io_uring_sqe.install_fd_flags"] = "rw_flags",  // 6.8; a member of the rw_flags union
+        ["io_uring_sqe.nop_flags"] = "rw_flags",         // 6.10 (IORING_NOP_INJECT_RESULT); a member of the rw_flags union
         ["io_uring_sqe.optlen"] = "file_index",          // 6.7 (socket uring_cmd); a member of the file_index union
         ["io_uring_sqe.optval"] = "addr3",               // 6.7; a member of the addr3 union
     };
@@ -79,13 +80,16 @@ public class StructLayoutTests
         ["IORING_OP_FIXED_FD_INSTALL"] = 54,
         // enum io_uring_socket_op in Linux 6.7: SIOCINQ, SIOCOUTQ, GETSOCKOPT, SETSOCKOPT (3).
         ["SOCKET_URING_OP_SETSOCKOPT"] = 3,
+        // io_uring.h in Linux 6.10 (nop_flags) and 6.8 (IORING_OP_FIXED_FD_INSTALL's flags).
+        ["IORING_NOP_INJECT_RESULT"] = 1,
+        ["IORING_FIXED_FD_NO_CLOEXEC"] = 1,
     };
 
     private static readonly string[] Includes =
     [
         "stddef.h", "stdio.h", "errno.h", "fcntl.h", "sys/socket.h", "sys/uio.h", "sys/resource.h",
         "sys/mman.h", "sys/eventfd.h", "sys/syscall.h", "netinet/in.h", "netinet/tcp.h", "sys/un.h",
-        "linux/io_uring.h", "linux/filter.h", "linux/time_types.h",
+        "linux/io_uring.h", "linux/filter.h", "linux/time_types.h", "sys/epoll.h", "sys/stat.h",
     ];
 
     private static Dictionary<string, long>? s_probe;
@@ -106,6 +110,8 @@ public class StructLayoutTests
     {
         string header = File.ReadAllText(IoUringHeader);
         var c = new StringBuilder();
+        // statx(2) and AT_EMPTY_PATH are GNU extensions in glibc's headers.
+        c.AppendLine("#define _GNU_SOURCE");
         foreach (string include in Includes)
         {
             c.Append("#include <").Append(include).AppendLine(">");
@@ -128,6 +134,10 @@ public class StructLayoutTests
         c.AppendLine("  printf(\"size sockaddr_in %zu\\n\", sizeof(struct sockaddr_in));");
         c.AppendLine("  printf(\"size sockaddr_in6 %zu\\n\", sizeof(struct sockaddr_in6));");
         c.AppendLine("  printf(\"size sockaddr_un %zu\\n\", sizeof(struct sockaddr_un));");
+        c.AppendLine("  printf(\"size epoll_event %zu\\n\", sizeof(struct epoll_event));");
+        c.AppendLine("  printf(\"offset epoll_event.data %zu\\n\", offsetof(struct epoll_event, data));");
+        c.AppendLine("  printf(\"size statx %zu\\n\", sizeof(struct statx));");
+        c.AppendLine("  printf(\"offset statx.stx_mode %zu\\n\", offsetof(struct statx, stx_mode));");
         foreach (FieldInfo f in Constants())
         {
             string name = f.Name;
@@ -336,6 +346,11 @@ public class StructLayoutTests
         Assert.Equal(16, c["size sockaddr_in"]);
         Assert.Equal(28, c["size sockaddr_in6"]);
         Assert.Equal(110, c["size sockaddr_un"]);
+        // EpollRing reads epoll_event at computed offsets (packed on x86-64) and statx's file type.
+        Assert.Equal(Interop.EpollEventSize, c["size epoll_event"]);
+        Assert.Equal(Interop.EpollEventDataOffset, c["offset epoll_event.data"]);
+        Assert.Equal(System.Runtime.CompilerServices.Unsafe.SizeOf<Interop.statx_buffer>(), c["size statx"]);
+        Assert.Equal(0x1C, c["offset statx.stx_mode"]);
         // Operation's native scratch area holds a msghdr and iovecs of the C sizes.
         int msghdrOffset = (int)typeof(Operation).GetField("MsghdrOffset", BindingFlags.NonPublic | BindingFlags.Static)!.GetRawConstantValue()!;
         int iovecOffset = (int)typeof(Operation).GetField("IovecOffset", BindingFlags.NonPublic | BindingFlags.Static)!.GetRawConstantValue()!;

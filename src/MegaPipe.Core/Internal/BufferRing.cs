@@ -29,7 +29,7 @@ internal sealed unsafe class BufferRing : IDisposable
     public int Count { get; }
     public int Available => Count - _outstanding;
 
-    public BufferRing(IoUring ring, ushort groupId, int count, int bufferSize)
+    public BufferRing(Ring ring, ushort groupId, int count, int bufferSize)
     {
         Debug.Assert(BitOperations.IsPow2(count) && count <= 32768, "a buffer ring has a power-of-two size of at most 32768");
         GroupId = groupId;

@@ -1,15 +1,13 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
-using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using static MegaPipe.Interop;
 
 namespace MegaPipe.Internal;
 
-// One io_uring instance: the shared SQ/CQ rings mapped into this process, plus the calls that
-// move entries across them. It knows nothing about handles or commands; MegaPipeChannel does.
+// One io_uring instance: the shared SQ/CQ rings mapped into this process and the system calls
+// that move entries across them. It knows nothing about handles or commands; MegaPipeChannel does.
 // Not thread-safe: only the owning thread touches it (the ring is set up SINGLE_ISSUER).
-internal sealed unsafe partial class IoUring : IDisposable
+internal sealed unsafe class IoUring : Ring
 {
     // 1 once the mappings and the ring fd have been released.
     private int _released;
@@ -28,34 +26,11 @@ internal sealed unsafe partial class IoUring : IDisposable
     private readonly nint _sqesRegion;
     private readonly nuint _sqesSize;
 
-    // SQ: the kernel writes *_sqHead and *_sqFlags, we write *_sqTail.
-    private readonly uint* _sqHead;
-    private readonly uint* _sqTail;
+    // The kernel writes these flags (overflow pending, task work pending).
     private readonly uint* _sqFlags;
-    private readonly uint _sqMask;
-    private readonly io_uring_sqe* _sqes;
-    // Entries prepared locally: [_sqTailPublished, _sqTailLocal) are filled but not yet published.
-    private uint _sqTailLocal;
-    private uint _sqTailPublished;
 
-    // CQ: the kernel writes *_cqTail, we write *_cqHead.
-    private readonly uint* _cqHead;
-    private readonly uint* _cqTail;
-    private readonly uint _cqMask;
-    private readonly io_uring_cqe* _cqes;
-    // Our copy of the CQ head; only this thread writes the shared one.
-    private uint _cqHeadLocal;
-
-    public uint SqEntries { get; }
-    public uint CqEntries { get; }
     public uint SetupFlags { get; }
     public uint Features { get; }
-    // Setup flags the kernel refused and we dropped, in words, or null.
-    public string? Degradation { get; }
-    // io_uring_enter calls made (each is one system call).
-    public long EnterCalls { get; private set; }
-    // Entries handed to the kernel.
-    public long SqesSubmitted { get; private set; }
 
     public int RingFd => _ringFd;
 
@@ -96,8 +71,6 @@ internal sealed unsafe partial class IoUring : IDisposable
         _ringFd = fd;
         SetupFlags = p.flags;
         Features = p.features;
-        SqEntries = p.sq_entries;
-        CqEntries = p.cq_entries;
         Degradation = degradation is null ? null : degradation + $"; running with setup flags 0x{p.flags:x}";
 
         try
@@ -119,25 +92,17 @@ internal sealed unsafe partial class IoUring : IDisposable
             _sqesRegion = Map(_sqesSize, IORING_OFF_SQES);
 
             byte* sq = (byte*)_sqRing;
-            _sqHead = (uint*)(sq + p.sq_off.head);
-            _sqTail = (uint*)(sq + p.sq_off.tail);
             _sqFlags = (uint*)(sq + p.sq_off.flags);
-            _sqMask = *(uint*)(sq + p.sq_off.ring_mask);
-            _sqes = (io_uring_sqe*)_sqesRegion;
             // The SQ index array maps ring slots to SQEs; we always fill SQEs in ring order, so it is the identity.
             uint* array = (uint*)(sq + p.sq_off.array);
             for (uint i = 0; i < p.sq_entries; i++)
             {
                 array[i] = i;
             }
-            _sqTailLocal = _sqTailPublished = RingBarrier.ReadOnce(_sqTail);
-
             byte* cq = (byte*)_cqRing;
-            _cqHead = (uint*)(cq + p.cq_off.head);
-            _cqTail = (uint*)(cq + p.cq_off.tail);
-            _cqMask = *(uint*)(cq + p.cq_off.ring_mask);
-            _cqes = (io_uring_cqe*)(cq + p.cq_off.cqes);
-            _cqHeadLocal = RingBarrier.ReadOnce(_cqHead);
+            InitializeQueues(
+                (uint*)(sq + p.sq_off.head), (uint*)(sq + p.sq_off.tail), p.sq_entries, (io_uring_sqe*)_sqesRegion,
+                (uint*)(cq + p.cq_off.head), (uint*)(cq + p.cq_off.tail), p.cq_entries, (io_uring_cqe*)(cq + p.cq_off.cqes));
 
             // Register the ring fd with itself so each io_uring_enter skips the fd table lookup.
             _enterFd = _ringFd;
@@ -197,46 +162,11 @@ internal sealed unsafe partial class IoUring : IDisposable
         return "io_uring is blocked for this process, typically by a seccomp profile (Docker's default profile denies io_uring_setup)";
     }
 
-    // ---- Submission side ----
-
-    // SQEs filled locally and not yet handed to the kernel.
-    public uint PendingSubmissions => _sqTailLocal - _sqTailPublished;
-
-    public bool SqFull => _sqTailLocal - RingBarrier.LoadAcquire(_sqHead) >= SqEntries;
-
-    // Returns a zeroed SQE to fill, or null when the SQ is full (the caller submits, then retries).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public io_uring_sqe* TryGetSqe()
-    {
-        // Acquire pairs with the kernel's release of the head once it has consumed the entries below it.
-        uint head = RingBarrier.LoadAcquire(_sqHead);
-        if (_sqTailLocal - head >= SqEntries)
-        {
-            return null;
-        }
-        io_uring_sqe* sqe = &_sqes[_sqTailLocal & _sqMask];
-        *sqe = default;
-        _sqTailLocal++;
-        return sqe;
-    }
-
-    // Makes the prepared SQEs visible to the kernel (they are consumed by the next io_uring_enter).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private uint PublishSqes()
-    {
-        uint count = _sqTailLocal - _sqTailPublished;
-        if (count != 0)
-        {
-            // Release: the SQE contents written above must be visible before the kernel sees the new tail.
-            RingBarrier.StoreRelease(_sqTail, _sqTailLocal);
-            _sqTailPublished = _sqTailLocal;
-        }
-        return count;
-    }
+    public override string EngineName => "io_uring";
 
     // One io_uring_enter: submits everything prepared and, when getEvents, runs deferred completion
     // work and waits for waitFor completions or the timeout. Returns 0 or a negative errno.
-    public int Enter(uint waitFor, bool getEvents, long timeoutNanoseconds)
+    public override int Enter(uint waitFor, bool getEvents, long timeoutNanoseconds)
     {
         uint toSubmit = PublishSqes();
         uint flags = _enterFlags;
@@ -261,7 +191,7 @@ internal sealed unsafe partial class IoUring : IDisposable
         {
             waitFor = 0;
         }
-        EnterCalls++;
+        CountSystemCall();
         int result = io_uring_enter(_enterFd, toSubmit, waitFor, flags, argp, argSize);
         if (result < 0)
         {
@@ -269,14 +199,14 @@ internal sealed unsafe partial class IoUring : IDisposable
             // Entries the kernel did not consume stay in the ring and go with the next enter.
             return -(int)errno;
         }
-        SqesSubmitted += (uint)result;
+        CountSubmitted((uint)result);
         return 0;
     }
 
     // The first io_uring_enter, made at start-up with what is queued: a seccomp profile may allow
     // io_uring_setup but deny io_uring_enter, and that must surface here as an exception rather
     // than at the first dispatch, where a failing enter is fatal.
-    public void SubmitStartup()
+    public override void SubmitStartup()
     {
         int result = Enter(0, getEvents: false, -1);
         if (result < 0 && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
@@ -289,7 +219,7 @@ internal sealed unsafe partial class IoUring : IDisposable
     }
 
     // The kernel asks to be entered: overflowed CQEs are waiting, or deferred task work is pending.
-    public bool NeedsEnter
+    public override bool NeedsEnter
     {
         get
         {
@@ -298,41 +228,12 @@ internal sealed unsafe partial class IoUring : IDisposable
         }
     }
 
-    public bool CqOverflowPending => (RingBarrier.ReadOnce(_sqFlags) & IORING_SQ_CQ_OVERFLOW) != 0;
-
-    // ---- Completion side ----
-
-    // Completions ready to read.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint CqReady()
-    {
-        // Acquire: the CQE contents below the tail are visible once we see the tail.
-        return RingBarrier.LoadAcquire(_cqTail) - _cqHeadLocal;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public io_uring_cqe* PeekCqe(uint index)
-    {
-        Debug.Assert(index < CqReady(), "peeking past the CQ tail");
-        return &_cqes[(_cqHeadLocal + index) & _cqMask];
-    }
-
-    // Hands the consumed CQ slots back to the kernel.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void CqAdvance(uint count)
-    {
-        if (count != 0)
-        {
-            _cqHeadLocal += count;
-            // Release: our reads of the CQEs are done before the kernel may overwrite their slots.
-            RingBarrier.StoreRelease(_cqHead, _cqHeadLocal);
-        }
-    }
+    public override bool CqOverflowPending => (RingBarrier.ReadOnce(_sqFlags) & IORING_SQ_CQ_OVERFLOW) != 0;
 
     // ---- Registration ----
 
     // Registers an empty (sparse) fixed-file table of the given size for direct descriptors.
-    public void RegisterSparseFiles(uint count)
+    public override void RegisterSparseFiles(uint count)
     {
         io_uring_rsrc_register reg = new() { nr = count, flags = IORING_RSRC_REGISTER_SPARSE };
         if (io_uring_register(_ringFd, IORING_REGISTER_FILES2, &reg, (uint)sizeof(io_uring_rsrc_register)) < 0)
@@ -341,7 +242,7 @@ internal sealed unsafe partial class IoUring : IDisposable
         }
     }
 
-    public void RegisterBufferRing(void* ringAddress, uint entries, ushort groupId)
+    public override void RegisterBufferRing(void* ringAddress, uint entries, ushort groupId)
     {
         io_uring_buf_reg reg = new() { ring_addr = (ulong)ringAddress, ring_entries = entries, bgid = groupId };
         if (io_uring_register(_ringFd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0)
@@ -350,13 +251,7 @@ internal sealed unsafe partial class IoUring : IDisposable
         }
     }
 
-    public void Dispose()
-    {
-        ReleaseResources();
-        GC.SuppressFinalize(this);
-    }
-
-    ~IoUring() => ReleaseResources();
+    protected override void Dispose(bool disposing) => ReleaseResources();
 
     private void ReleaseResources()
     {

@@ -20,6 +20,7 @@ internal static unsafe class RingBarrier
     // smp_load_acquire: later reads see everything written before the matching release.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static uint LoadAcquire(uint* location) => Volatile.Read(ref *location);
+    public static ushort LoadAcquire(ushort* location) => Volatile.Read(ref *location);
 
     // smp_store_release: everything written before becomes visible before this store.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -67,6 +67,12 @@ internal static unsafe partial class Interop
     internal const uint IORING_ASYNC_CANCEL_FD = 1u << 1;
     internal const uint IORING_ASYNC_CANCEL_FD_FIXED = 1u << 3;
 
+    // sqe.nop_flags (in rw_flags): complete the NOP with the result given in sqe.len (Linux 6.10).
+    internal const uint IORING_NOP_INJECT_RESULT = 1u << 0;
+
+    // sqe.install_fd_flags of IORING_OP_FIXED_FD_INSTALL.
+    internal const uint IORING_FIXED_FD_NO_CLOEXEC = 1u << 0;
+
     // sqe.cmd_op of IORING_OP_URING_CMD on a socket (enum io_uring_socket_op, Linux 6.7).
     internal const uint SOCKET_URING_OP_SETSOCKOPT = 3;
 
@@ -160,6 +166,7 @@ internal static unsafe partial class Interop
         [FieldOffset(28)] public uint cancel_flags;
         [FieldOffset(28)] public uint splice_flags;
         [FieldOffset(28)] public uint install_fd_flags;
+        [FieldOffset(28)] public uint nop_flags;
         [FieldOffset(32)] public ulong user_data;
         [FieldOffset(40)] public ushort buf_index;
         [FieldOffset(40)] public ushort buf_group;

@@ -64,7 +64,7 @@ public sealed class MegaPipeServer : IPingPongServer
         public void Run()
         {
             PingPongOptions o = server._options;
-            int cpu = o.FirstCpu >= 0 ? o.FirstCpu + index : -1;
+            int cpu = o.CpuOf(index);
             MegaPipeChannel ch = Channel = MegaPipeChannel.Create(o.ChannelOptions().Create(cpu));
             MegaPipeHandle listener = ch.RegisterListener(server._listener, index);
             ch.Accept(listener);

@@ -12,11 +12,15 @@ public sealed class PingPongOptions
     public int Size { get; private set; } = 64;
     public int Connections { get; private set; } = 64;
     public double Duration { get; private set; } = 10;
+    public double Warmup { get; private set; }
     public int Transactions { get; private set; }
     public bool Batching { get; private set; } = true;
     public bool Partitioning { get; private set; } = true;
     public bool Lightweight { get; private set; } = true;
+    public bool Inline { get; private set; }
+    public bool Control { get; private set; }
     public int FirstCpu { get; private set; } = -1;
+    public int[] Cpus { get; private set; } = [];
 
     public static PingPongOptions Parse(string[] args)
     {
@@ -34,16 +38,28 @@ public sealed class PingPongOptions
                 case "--size": o.Size = NextInt(); break;
                 case "--connections": o.Connections = NextInt(); break;
                 case "--duration": o.Duration = double.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--warmup": o.Warmup = double.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--transactions": o.Transactions = NextInt(); break;
                 case "--no-batching": o.Batching = false; break;
                 case "--no-partitioning": o.Partitioning = false; break;
                 case "--no-lightweight": o.Lightweight = false; break;
+                case "--inline": o.Inline = true; break;
+                case "--control": o.Control = true; break;
                 case "--pin-from": o.FirstCpu = NextInt(); break;
+                case "--cpus": o.Cpus = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray(); break;
                 default: throw new ArgumentException($"unknown option {args[i]}");
             }
         }
+        if (o.Cpus.Length > 0 && o.Threads > o.Cpus.Length)
+        {
+            throw new ArgumentException("--cpus names fewer CPUs than --threads");
+        }
         return o;
     }
+
+    // The CPU thread (or channel) `index` is pinned to: --cpus gives the list, --pin-from the first of
+    // consecutive CPUs; -1 leaves it to the scheduler.
+    public int CpuOf(int index) => Cpus.Length > 0 ? Cpus[index % Cpus.Length] : FirstCpu >= 0 ? FirstCpu + index : -1;
 
     public ChannelOptionsSnapshot ChannelOptions() => new(Batching, Lightweight);
 }

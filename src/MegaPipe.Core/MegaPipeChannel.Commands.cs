@@ -31,8 +31,10 @@ public sealed unsafe partial class MegaPipeChannel
     /// Keeps accepts armed on a listener (mp_accept). Each accepted connection produces one
     /// <see cref="ChannelCommand.Accept"/> event whose <see cref="CompletionEvent.Accepted"/> handle is
     /// already registered in this channel (with no cookie until <see cref="SetCookie"/>). Accepting
-    /// continues until the listener is closed; calling it again is harmless. An accept that fails
-    /// (for example ENFILE when the registered file table is full) is reported and re-armed.
+    /// continues until the listener is closed or <see cref="StopAccept"/>; calling it again is harmless.
+    /// When descriptors run out (EMFILE, ENFILE when the registered file table is full, ENOBUFS,
+    /// ENOMEM) the first failure is reported and accepting pauses, so new connections wait in the
+    /// listen backlog, until a handle of this channel closes or <see cref="AcceptRetryDelay"/> passes.
     /// </summary>
     public void Accept(MegaPipeHandle listener)
     {
@@ -43,9 +45,48 @@ public sealed unsafe partial class MegaPipeChannel
         }
         _commands++;
         state.AcceptWanted = true;
-        ArmAccepts(state);
+        if (!state.AcceptBackoff)
+        {
+            ArmAccepts(state);
+        }
         SubmitIfNotBatching();
     }
+
+    /// <summary>
+    /// Stops accepting on a listener (for a connection limit): the armed accepts are cancelled and
+    /// new connections wait in the listen backlog until <see cref="Accept"/> is called again. A
+    /// connection the kernel accepted before the cancellation still arrives as an event.
+    /// </summary>
+    public void StopAccept(MegaPipeHandle listener)
+    {
+        HandleState state = Resolve(listener);
+        if (state.Kind != HandleKind.Listener)
+        {
+            ThrowHelper.ThrowInvalidOperation("StopAccept needs a listener handle.");
+        }
+        _commands++;
+        state.AcceptWanted = false;
+        if (state.AcceptsArmed > 0)
+        {
+            CancelAccepts(state);
+        }
+        SubmitIfNotBatching();
+    }
+
+    private void CancelAccepts(HandleState listener)
+    {
+        // Their ECANCELED completions are expected, not errors (one may still complete with a connection).
+        listener.AcceptsCancelling = listener.AcceptsArmed;
+        io_uring_sqe* sqe = NextSqe();
+        sqe->opcode = IORING_OP_ASYNC_CANCEL;
+        sqe->fd = listener.Fd;
+        sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
+        sqe->cancel_flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
+        sqe->user_data = CancelUserData;
+    }
+
+    /// <summary>How long accepting stays paused after descriptors ran out, unless a handle of this channel closes first.</summary>
+    public static TimeSpan AcceptRetryDelay { get; } = TimeSpan.FromMilliseconds(100);
 
     private void ArmAccepts(HandleState listener)
     {

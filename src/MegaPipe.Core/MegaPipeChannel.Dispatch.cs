@@ -311,6 +311,36 @@ public sealed unsafe partial class MegaPipeChannel
         else
         {
             FreeOperation(op);
+            if (result == -(int)Errno.ECANCELED && listener.AcceptsCancelling > 0)
+            {
+                // Cancelled by StopAccept or by the back-off below: nothing to report.
+                listener.AcceptsCancelling--;
+                if (listener.AcceptWanted && !listener.AcceptBackoff)
+                {
+                    ArmAccepts(listener);
+                }
+                return;
+            }
+            if (result is -(int)Errno.EMFILE or -(int)Errno.ENFILE or -(int)Errno.ENOBUFS or -(int)Errno.ENOMEM)
+            {
+                // Out of descriptors (or table slots, or memory). Re-arming now would fail again
+                // at once, a busy loop; pause, report the first failure only, and retry when a
+                // handle closes or after a delay. Meanwhile connections wait in the backlog.
+                if (!listener.AcceptBackoff)
+                {
+                    listener.AcceptBackoff = true;
+                    _acceptBackoff.Add(listener);
+                    if (listener.AcceptsArmed > 0)
+                    {
+                        // The other armed accepts would take connections only to drop them (a
+                        // full direct-descriptor table fails after accepting): cancel them.
+                        CancelAccepts(listener);
+                    }
+                    ScheduleAcceptRetry();
+                    events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, result);
+                }
+                return;
+            }
             if (result is -(int)Errno.EBADF or -(int)Errno.EINVAL or -(int)Errno.ENOTSOCK or -(int)Errno.EOPNOTSUPP or -(int)Errno.ECANCELED)
             {
                 // The listener itself is unusable: stop accepting.
@@ -318,10 +348,63 @@ public sealed unsafe partial class MegaPipeChannel
             }
             events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, result);
         }
-        if (listener.AcceptWanted)
+        if (listener.AcceptWanted && !listener.AcceptBackoff)
         {
             ArmAccepts(listener);
         }
+    }
+
+    // Listeners whose accepting paused for lack of descriptors.
+    private readonly List<HandleState> _acceptBackoff = new();
+    private Timer? _acceptRetryTimer;
+    private int _acceptRetryPending;
+
+    private void ScheduleAcceptRetry()
+    {
+        _acceptRetryTimer ??= new Timer(static state => ((MegaPipeChannel)state!).OnAcceptRetryTimer(), this, Timeout.Infinite, Timeout.Infinite);
+        _acceptRetryTimer.Change(AcceptRetryDelay, Timeout.InfiniteTimeSpan);
+    }
+
+    // Timer thread: hand the retry to the owner thread.
+    private void OnAcceptRetryTimer()
+    {
+        if (_disposed || Interlocked.Exchange(ref _acceptRetryPending, 1) != 0)
+        {
+            return;
+        }
+        try
+        {
+            Post(AcceptRetryWorkItem.Instance);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    // Re-arms accepts paused for lack of descriptors (a handle closed, or the retry delay passed).
+    private void ResumeBackedOffAccepts()
+    {
+        Volatile.Write(ref _acceptRetryPending, 0);
+        if (_acceptBackoff.Count == 0)
+        {
+            return;
+        }
+        foreach (HandleState listener in _acceptBackoff)
+        {
+            listener.AcceptBackoff = false;
+            if (listener.Status == HandleStatus.Open && listener.AcceptWanted)
+            {
+                ArmAccepts(listener);
+            }
+        }
+        _acceptBackoff.Clear();
+    }
+
+    private sealed class AcceptRetryWorkItem : IChannelWorkItem
+    {
+        public static readonly AcceptRetryWorkItem Instance = new();
+
+        public void Execute(MegaPipeChannel channel) => channel.ResumeBackedOffAccepts();
     }
 
     private void OnConnectSocket(Operation op, HandleState state, int result, Span<CompletionEvent> events, ref int count)

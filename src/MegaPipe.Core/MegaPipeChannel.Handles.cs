@@ -227,9 +227,15 @@ public sealed partial class MegaPipeChannel
 
     private void FreeHandle(HandleState state)
     {
+        bool freedDescriptor = state.Kind == HandleKind.Socket && state.OwnsDescriptor;
         state.Reset();
         _freeHandles[_freeHandleCount++] = state.Index;
         _liveHandles--;
+        if (freedDescriptor && _acceptBackoff.Count != 0)
+        {
+            // A descriptor (or table slot) was freed: accepting paused for lack of one can resume.
+            ResumeBackedOffAccepts();
+        }
     }
 
     private MegaPipeHandle HandleOf(HandleState state) => new(Id, state.Index, state.Generation);

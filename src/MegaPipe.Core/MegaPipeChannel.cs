@@ -220,6 +220,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
             return;
         }
         _disposed = true;
+        _acceptRetryTimer?.Dispose();
         // Closing the ring cancels all requests and drops every direct descriptor.
         _ring.Dispose();
         foreach (HandleState? state in _handles)

@@ -42,6 +42,10 @@ internal sealed class HandleState
     // Listener: accepts are to be kept armed; how many are armed now.
     public bool AcceptWanted;
     public int AcceptsArmed;
+    // Accepting paused after running out of descriptors (EMFILE, ENFILE, ...) until one is freed or a retry timer fires.
+    public bool AcceptBackoff;
+    // Armed accepts we cancelled (StopAccept or back-off) whose ECANCELED completions are still due.
+    public int AcceptsCancelling;
     public EndPoint? ListenerEndPoint;
 
     // Continuous receive: wanted by the user; the armed multishot request; starved of buffers.
@@ -68,6 +72,8 @@ internal sealed class HandleState
         CloseSubmitted = false;
         AcceptWanted = false;
         AcceptsArmed = 0;
+        AcceptBackoff = false;
+        AcceptsCancelling = 0;
         ListenerEndPoint = null;
         ReceiveWanted = false;
         ReceiveOperation = null;

@@ -15,6 +15,8 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
     private readonly MegaPipeTransportOptions _options;
     private readonly ILoggerFactory _loggerFactory;
     private readonly IMemoryPoolFactory<byte>? _memoryPoolFactory;
+    // The engine choice is logged once, with the first listener.
+    private int _engineLogged;
 
     /// <summary>Creates the factory (normally through dependency injection).</summary>
     public MegaPipeTransportFactory(IOptions<MegaPipeTransportOptions> options, ILoggerFactory loggerFactory, IMemoryPoolFactory<byte>? memoryPoolFactory = null)
@@ -37,10 +39,22 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
         {
             throw new NotSupportedException($"The MegaPipe transport cannot bind {endpoint.GetType().Name} endpoints; register another transport for them.");
         }
-        var listener = new MegaPipeConnectionListener(endpoint, _options, _loggerFactory.CreateLogger("MegaPipe.Transport"), _memoryPoolFactory);
+        ILogger logger = _loggerFactory.CreateLogger("MegaPipe.Transport");
+        var listener = new MegaPipeConnectionListener(endpoint, _options, logger, _memoryPoolFactory);
         try
         {
             listener.Bind();
+            if (Interlocked.Exchange(ref _engineLogged, 1) == 0)
+            {
+                if (listener.Engine == ChannelEngine.Epoll)
+                {
+                    MegaPipeLog.EngineEpoll(logger, listener.EngineDegradation ?? listener.EngineReason);
+                }
+                else
+                {
+                    MegaPipeLog.EngineIoUring(logger, listener.EngineReason);
+                }
+            }
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {

@@ -56,4 +56,21 @@ public sealed class MegaPipeTransportOptions
     /// <summary>Size of each channel-owned receive buffer.</summary>
     /// <remarks>Defaults to 4096.</remarks>
     public int ReceiveBufferSize { get; set; } = 4096;
+
+    /// <summary>
+    /// The engine under the channels: io_uring, the epoll fallback, or Auto (io_uring, falling back
+    /// to epoll where it cannot be set up, as under Docker's default seccomp profile). With Auto the
+    /// environment variable MEGAPIPE_ENGINE (io_uring, epoll) can force either. The engine in use,
+    /// and why, is logged once at start-up.
+    /// </summary>
+    /// <remarks>Defaults to <see cref="ChannelEngine.Auto"/>.</remarks>
+    public ChannelEngine Engine { get; set; } = ChannelEngine.Auto;
+
+    /// <summary>
+    /// The most connections each endpoint holds open at once; <see langword="null"/> for no limit.
+    /// At the limit the channels stop accepting, so further connections wait in the listen backlog
+    /// (and are refused by the kernel once it is full) until connections close.
+    /// </summary>
+    /// <remarks>Defaults to <see langword="null"/>.</remarks>
+    public long? MaxConnections { get; set; }
 }

@@ -34,6 +34,9 @@ public sealed class MegaPipeTransportTests(ITestOutputHelper output) : Transport
         Assert.Equal(LogLevel.Information, listening.Level);
         Assert.Contains(server.EndPoint.ToString(), listening.Message, StringComparison.Ordinal);
         Assert.Contains("2 channels", listening.Message, StringComparison.Ordinal);
+        // And, once, the engine and why.
+        LogEntry engine = Assert.Single(server.Logs.Entries, e => e.Category == "MegaPipe.Transport" && e.EventId.Name == "EngineSelected");
+        Assert.Contains("io_uring", engine.Message, StringComparison.Ordinal);
 
         using HttpClient client = CreateClient(server);
         Assert.Equal(CommonEndpoints.Hello, await client.GetStringAsync("/hello"));

@@ -114,7 +114,7 @@ public abstract partial class TransportTests
 
         ConnectionContext connection = await seen.Task.WaitAsync(TestTimeouts.Default);
         Output.WriteLine($"{Transport}: {connection.GetType().FullName}, id {connection.ConnectionId}");
-        if (Transport == TestTransport.MegaPipe)
+        if (Transport.IsMegaPipe())
         {
             Assert.IsType<MegaPipe.Transport.Internal.MegaPipeConnection>(connection);
             Assert.StartsWith("MP", connection.ConnectionId, StringComparison.Ordinal);

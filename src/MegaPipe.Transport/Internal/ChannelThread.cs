@@ -88,6 +88,7 @@ internal sealed class ChannelThread
                 PinToCpu = cpu,
                 ReceiveBufferCount = Options.ReceiveBufferCount,
                 ReceiveBufferSize = Options.ReceiveBufferSize,
+                Engine = Options.Engine,
             });
         }
         catch (Exception e)
@@ -96,7 +97,8 @@ internal sealed class ChannelThread
             _stopped.SetResult();
             return;
         }
-        if (channel.Degradation is { } degradation)
+        // The epoll engine's emulations are logged once per listener with the engine choice.
+        if (channel.Engine == ChannelEngine.IoUring && channel.Degradation is { } degradation)
         {
             MegaPipeLog.ChannelDegraded(Logger, Index, degradation);
         }

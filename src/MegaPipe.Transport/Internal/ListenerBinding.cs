@@ -17,6 +17,9 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
     private MegaPipeHandle _handle;
     // Set by Stop (any thread); the next Execute closes the handle.
     private volatile bool _stopRequested;
+    // Accepting is stopped for the connection limit (channel thread only).
+    private bool _acceptPaused;
+    private readonly SyncAcceptingItem _syncAccepting;
 
     public ListenerBinding(MegaPipeConnectionListener owner, ChannelThread thread, MegaPipeListener listener, int partition)
     {
@@ -24,6 +27,33 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
         _thread = thread;
         _listener = listener;
         _partition = partition;
+        _syncAccepting = new SyncAcceptingItem(this);
+    }
+
+    // The connection limit paused or resumed accepting: follow it on the channel thread.
+    public void SyncAccepting() => _thread.Post(_syncAccepting);
+
+    private void ApplyLimit(MegaPipeChannel channel)
+    {
+        if (_stopRequested || !_handle.IsValid || !channel.IsOpen(_handle) || _owner.Limiter is not { } limiter)
+        {
+            return;
+        }
+        bool pause = limiter.Paused;
+        if (pause && !_acceptPaused)
+        {
+            channel.StopAccept(_handle);
+        }
+        else if (!pause && _acceptPaused)
+        {
+            channel.Accept(_handle);
+        }
+        _acceptPaused = pause;
+    }
+
+    private sealed class SyncAcceptingItem(ListenerBinding binding) : IChannelWorkItem
+    {
+        public void Execute(MegaPipeChannel channel) => binding.ApplyLimit(channel);
     }
 
     public Task Registered => _registered.Task;
@@ -51,6 +81,7 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
                 _handle = channel.RegisterListener(_listener, _partition, this);
                 _thread.Registrations++;
                 channel.Accept(_handle);
+                ApplyLimit(channel);
                 _registered.TrySetResult();
             }
             catch (Exception e)
@@ -80,9 +111,18 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
         {
             case ChannelCommand.Accept when completion.Succeeded:
                 MegaPipeChannel channel = _thread.Channel;
+                if (_owner.Limiter is { } limiter && !limiter.TryAcquire())
+                {
+                    // Accepted by the kernel in the race with StopAccept: refuse it.
+                    MegaPipeLog.ConnectionRefused(_owner.Logger, _listener.LocalEndPoint, limiter.Max);
+                    channel.SetCookie(completion.Accepted, IgnoredEvents.Instance);
+                    channel.Close(completion.Accepted);
+                    break;
+                }
                 var connection = new MegaPipeConnection(_thread, completion.Accepted, channel.GetLocalEndPoint(completion.Accepted), channel.GetRemoteEndPoint(completion.Accepted));
                 connection.Features.Set<IMegaPipeChannelFeature>(_thread.FileReader);
                 connection.Features.Set<IMegaPipeFileReader>(_thread.FileReader);
+                connection.Limiter = _owner.Limiter;
                 if (_stopRequested)
                 {
                     connection.Abort(new ConnectionAbortedException("The listener is unbinding."));
@@ -99,6 +139,16 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
                 _thread.Registrations--;
                 _closed.TrySetResult();
                 break;
+        }
+    }
+
+    // The cookie of a refused connection: its Close event needs no handling.
+    private sealed class IgnoredEvents : IChannelEventHandler
+    {
+        public static readonly IgnoredEvents Instance = new();
+
+        public void OnCompletion(in CompletionEvent completion)
+        {
         }
     }
 }

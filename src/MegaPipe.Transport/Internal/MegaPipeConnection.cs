@@ -205,10 +205,14 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         }
     }
 
+    // The listener's MaxConnections, released when the connection is closed.
+    public ConnectionLimiter? Limiter { get; set; }
+
     private void OnClosed()
     {
         _closed = true;
         _thread.OnConnectionClosed();
+        Limiter?.Release();
         CompleteInput(_abortReason);
         if (!_outputCompleted)
         {

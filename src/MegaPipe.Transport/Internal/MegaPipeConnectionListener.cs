@@ -25,6 +25,12 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
     {
         EndPoint = endpoint;
         _options = options;
+        if (options.MaxConnections is long max)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(max, 1, "MegaPipeTransportOptions.MaxConnections");
+            Limiter = new ConnectionLimiter(max);
+            Limiter.PausedChanged += OnLimitChanged;
+        }
         _logger = logger;
         _memoryPoolFactory = memoryPoolFactory;
     }
@@ -62,6 +68,26 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
     }
 
     internal ILogger Logger => _logger;
+
+    // MaxConnections, or null.
+    internal ConnectionLimiter? Limiter { get; }
+
+    // The engine of the channels and why (from the first channel; all are created alike).
+    internal ChannelEngine Engine => _threads[0].Channel.Engine;
+    internal string EngineReason => _threads[0].Channel.EngineReason;
+    internal string? EngineDegradation => _threads[0].Channel.Degradation;
+
+    private void OnLimitChanged()
+    {
+        if (Limiter!.Paused)
+        {
+            MegaPipeLog.ConnectionLimitReached(_logger, Limiter.Max, EndPoint);
+        }
+        foreach (ListenerBinding binding in _bindings)
+        {
+            binding.SyncAccepting();
+        }
+    }
 
     internal void OnAccepted(MegaPipeConnection connection)
     {

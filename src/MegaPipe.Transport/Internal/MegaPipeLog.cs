@@ -25,7 +25,7 @@ internal static partial class MegaPipeLog
     [LoggerMessage(6, LogLevel.Debug, @"Connection id ""{ConnectionId}"" resumed reading.", EventName = "ConnectionResume")]
     public static partial void ConnectionResume(ILogger logger, string connectionId);
 
-    [LoggerMessage(7, LogLevel.Warning, "Accepting on {EndPoint} failed: {Errno}. The listener keeps accepting.", EventName = "AcceptFailed")]
+    [LoggerMessage(7, LogLevel.Warning, "Accepting on {EndPoint} failed: {Errno}. The listener keeps accepting (after a pause when descriptors ran out; connections wait in the backlog meanwhile).", EventName = "AcceptFailed")]
     public static partial void AcceptFailed(ILogger logger, System.Net.EndPoint endPoint, Errno errno);
 
     [LoggerMessage(8, LogLevel.Information, "MegaPipe transport listening on {EndPoint}: {Channels} channels, batching {Batching}, partitioning {Partitioned}, lightweight sockets {Lightweight}, inline scheduling {Inline}.", EventName = "Listening")]
@@ -33,6 +33,18 @@ internal static partial class MegaPipeLog
 
     [LoggerMessage(9, LogLevel.Warning, "MegaPipe channel {Channel} runs degraded: {Degradation}", EventName = "ChannelDegraded")]
     public static partial void ChannelDegraded(ILogger logger, int channel, string degradation);
+
+    [LoggerMessage(11, LogLevel.Information, "MegaPipe engine: io_uring ({Reason}).", EventName = "EngineSelected")]
+    public static partial void EngineIoUring(ILogger logger, string reason);
+
+    [LoggerMessage(14, LogLevel.Warning, "MegaPipe engine: epoll fallback. {Reason}", EventName = "EngineFallback")]
+    public static partial void EngineEpoll(ILogger logger, string reason);
+
+    [LoggerMessage(12, LogLevel.Debug, "Connection limit {Max} reached on {EndPoint}: accepting paused, new connections wait in the backlog.", EventName = "ConnectionLimitReached")]
+    public static partial void ConnectionLimitReached(ILogger logger, long max, System.Net.EndPoint endPoint);
+
+    [LoggerMessage(13, LogLevel.Debug, "Connection on {EndPoint} refused: the limit of {Max} connections is reached.", EventName = "ConnectionRefused")]
+    public static partial void ConnectionRefused(ILogger logger, System.Net.EndPoint endPoint, long max);
 
     [LoggerMessage(10, LogLevel.Critical, "MegaPipe channel {Channel} failed; the process cannot continue safely.", EventName = "ChannelFailed")]
     public static partial void ChannelFailed(ILogger logger, int channel, Exception exception);

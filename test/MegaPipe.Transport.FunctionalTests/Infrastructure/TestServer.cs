@@ -79,11 +79,12 @@ public sealed class TestServer : IAsyncDisposable
                 configureKestrel(options);
             }
         });
-        if (transport == TestTransport.MegaPipe)
+        if (transport.IsMegaPipe())
         {
             builder.WebHost.UseMegaPipe(options =>
             {
                 options.ChannelCount = 2;
+                options.Engine = transport == TestTransport.MegaPipeEpoll ? ChannelEngine.Epoll : ChannelEngine.IoUring;
                 configureMegaPipe?.Invoke(options);
             });
         }

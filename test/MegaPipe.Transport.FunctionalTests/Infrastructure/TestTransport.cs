@@ -8,4 +8,13 @@ public enum TestTransport
 
     /// <summary>Plain Kestrel: its built-in Sockets transport.</summary>
     Sockets,
+
+    /// <summary>UseMegaPipe with the epoll fallback engine forced (MegaPipeTransportOptions.Engine = Epoll).</summary>
+    MegaPipeEpoll,
+}
+
+public static class TestTransportExtensions
+{
+    /// <summary>True for the MegaPipe transport on either engine.</summary>
+    public static bool IsMegaPipe(this TestTransport transport) => transport is TestTransport.MegaPipe or TestTransport.MegaPipeEpoll;
 }

@@ -10,7 +10,7 @@ namespace MegaPipe.Core.Tests;
 
 // Round trips of every command over real loopback sockets, pipes and files. Socket tests run
 // with lightweight sockets (direct descriptors) and with regular descriptors.
-public class CommandTests
+public abstract class CommandTests : EngineTestBase
 {
     public static TheoryData<bool> Lightweight => new() { true, false };
 
@@ -25,7 +25,7 @@ public class CommandTests
     [MemberData(nameof(Lightweight))]
     public void Accept_RegistersEachConnectionWithItsAddresses(bool lightweight)
     {
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         MegaPipeChannel channel = server.Channel;
         int baseline = channel.HandleCount;
         var clients = new List<Socket>();
@@ -60,7 +60,7 @@ public class CommandTests
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen();
-        using var channel = MegaPipeChannel.Create(LoopbackServer.Options(lightweight));
+        using var channel = CreateChannel(Options(lightweight));
         var pump = new ChannelPump(channel);
 
         MegaPipeHandle handle = channel.Connect(listener.LocalEndPoint!, "out");
@@ -102,7 +102,7 @@ public class CommandTests
         // A bound socket that does not listen holds the port, so the connection is refused.
         using var bound = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         bound.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        using var channel = MegaPipeChannel.Create(LoopbackServer.Options(lightweight));
+        using var channel = CreateChannel(Options(lightweight));
         var pump = new ChannelPump(channel);
 
         MegaPipeHandle handle = channel.Connect(bound.LocalEndPoint!, "refused");
@@ -125,7 +125,7 @@ public class CommandTests
         // The server channel lives on its own thread: accepts one connection and echoes until EOF.
         TestThread server = TestThread.Start("echo-server", () =>
         {
-            using var channel = MegaPipeChannel.Create(LoopbackServer.Options(lightweight));
+            using var channel = CreateChannel(Options(lightweight));
             using var listener = MegaPipeListener.Bind(new IPEndPoint(IPAddress.Loopback, 0), 1);
             var pump = new ChannelPump(channel);
             MegaPipeHandle lh = channel.RegisterListener(listener, 0);
@@ -181,7 +181,7 @@ public class CommandTests
         try
         {
             Assert.True(endpoint.Task.Wait(ChannelPump.DefaultTimeout));
-            using var channel = MegaPipeChannel.Create(LoopbackServer.Options(lightweight));
+            using var channel = CreateChannel(Options(lightweight));
             var pump = new ChannelPump(channel);
             MegaPipeHandle handle = channel.Connect(endpoint.Task.Result, "client");
             Assert.True(pump.WaitFor(ChannelCommand.Connect, handle).Succeeded);
@@ -234,7 +234,7 @@ public class CommandTests
     [MemberData(nameof(Lightweight))]
     public void Read_OneShot_FillsOnlyTheGivenMemory(bool lightweight)
     {
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         (MegaPipeHandle conn, Socket client) = server.AcceptClient("c");
         using (client)
         {
@@ -273,7 +273,7 @@ public class CommandTests
     [MemberData(nameof(Lightweight))]
     public void Receive_Continuous_DeliversEveryMessageThenEof(bool lightweight)
     {
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         MegaPipeChannel channel = server.Channel;
         ChannelPump pump = server.Pump;
         (MegaPipeHandle conn, Socket client) = server.AcceptClient("c");
@@ -311,7 +311,7 @@ public class CommandTests
     [MemberData(nameof(Lightweight))]
     public void StopReceive_HoldsDataBack_AndReceiveResumesInOrder(bool lightweight)
     {
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         MegaPipeChannel channel = server.Channel;
         ChannelPump pump = server.Pump;
         (MegaPipeHandle conn, Socket client) = server.AcceptClient();
@@ -348,7 +348,7 @@ public class CommandTests
     [MemberData(nameof(Lightweight))]
     public void Write_SingleBuffer_ArrivesAtPeer(bool lightweight)
     {
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         (MegaPipeHandle conn, Socket client) = server.AcceptClient("w");
         using (client)
         {
@@ -376,7 +376,7 @@ public class CommandTests
     [MemberData(nameof(GatheredCases))]
     public void Write_GatheredSequence_ArrivesIntact(bool lightweight, int segments, int size, bool withEmptySegments)
     {
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         (MegaPipeHandle conn, Socket client) = server.AcceptClient();
         using (client)
         {
@@ -399,7 +399,7 @@ public class CommandTests
     public void Write_16MB_ToSlowReader_CompletesWithFullTotal(bool lightweight, bool gathered)
     {
         const int Size = 16 << 20;
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         (MegaPipeHandle conn, Socket client) = server.AcceptClient();
         using (client)
         {
@@ -431,7 +431,7 @@ public class CommandTests
     [MemberData(nameof(Lightweight))]
     public void Shutdown_Send_PeerSeesEof_AndCanStillSend(bool lightweight)
     {
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         (MegaPipeHandle conn, Socket client) = server.AcceptClient("s");
         using (client)
         {
@@ -456,7 +456,7 @@ public class CommandTests
     [MemberData(nameof(Lightweight))]
     public void Close_DeliversCloseEvent_PeerSeesEof(bool lightweight)
     {
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         int baseline = server.Channel.HandleCount;
         (MegaPipeHandle conn, Socket client) = server.AcceptClient("closing");
         using (client)
@@ -476,7 +476,7 @@ public class CommandTests
     [MemberData(nameof(Lightweight))]
     public void Abort_DeliversCloseEvent_PeerSeesReset(bool lightweight)
     {
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         int baseline = server.Channel.HandleCount;
         (MegaPipeHandle conn, Socket client) = server.AcceptClient("aborting");
         using (client)
@@ -503,7 +503,7 @@ public class CommandTests
         {
             byte[] content = RandomBytes(100_000, 7);
             File.WriteAllBytes(path, content);
-            using var channel = MegaPipeChannel.Create();
+            using var channel = CreateChannel();
             var pump = new ChannelPump(channel);
             using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
             (long Offset, int Length, int Expected)[] reads =
@@ -552,7 +552,7 @@ public class CommandTests
     [Fact]
     public void Pipe_ReadAndWrite_ThroughRegisteredEnds()
     {
-        using var channel = MegaPipeChannel.Create();
+        using var channel = CreateChannel();
         var pump = new ChannelPump(channel);
         (SafeFileHandle readEnd, SafeFileHandle writeEnd) = TestNative.CreatePipe();
         using (readEnd)
@@ -637,7 +637,7 @@ public class CommandTests
     [MemberData(nameof(Lightweight))]
     public void InstallDescriptor_GivesWorkingRegularDescriptor(bool lightweight)
     {
-        using var server = new LoopbackServer(LoopbackServer.Options(lightweight));
+        using var server = CreateServer(Options(lightweight));
         MegaPipeChannel channel = server.Channel;
         (MegaPipeHandle conn, Socket client) = server.AcceptClient("i");
         using (client)
@@ -680,4 +680,14 @@ public class CommandTests
             LoopbackServer.ExpectEof(client);
         }
     }
+}
+
+public sealed class IoUringCommandTests : CommandTests
+{
+    protected override ChannelEngine Engine => ChannelEngine.IoUring;
+}
+
+public sealed class EpollCommandTests : CommandTests
+{
+    protected override ChannelEngine Engine => ChannelEngine.Epoll;
 }

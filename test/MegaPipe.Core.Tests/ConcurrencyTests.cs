@@ -6,7 +6,7 @@ using Microsoft.Win32.SafeHandles;
 namespace MegaPipe.Core.Tests;
 
 // Many connections on one channel, and work handed to a channel from other threads.
-public class ConcurrencyTests
+public abstract class ConcurrencyTests : EngineTestBase
 {
     private const int Connections = 1000;
     private const int MessageSize = 64;
@@ -36,7 +36,7 @@ public class ConcurrencyTests
 
         TestThread server = TestThread.Start("echo-1000", () =>
         {
-            using var channel = MegaPipeChannel.Create(new ChannelOptions { LightweightSockets = lightweight });
+            using var channel = CreateChannel(Options(lightweight));
             using var listener = MegaPipeListener.Bind(new IPEndPoint(IPAddress.Loopback, 0), 1, new ListenerOptions { Backlog = 1024 });
             MegaPipeHandle lh = channel.RegisterListener(listener, 0);
             channel.Accept(lh);
@@ -189,7 +189,7 @@ public class ConcurrencyTests
     [Fact]
     public void Post_FromOtherThread_RunsOnOwnerAndWakesDispatch()
     {
-        using var channel = MegaPipeChannel.Create();
+        using var channel = CreateChannel();
         var pump = new ChannelPump(channel);
         (SafeFileHandle readEnd, SafeFileHandle writeEnd) = TestNative.CreatePipe();
         using (readEnd)
@@ -233,7 +233,7 @@ public class ConcurrencyTests
     {
         // Documented: Dispatch returns 0 when posted work ran and nothing completed, so a loop
         // waiting without a timeout can be stopped by posting to it.
-        using var channel = MegaPipeChannel.Create();
+        using var channel = CreateChannel();
         var events = new CompletionEvent[4];
         bool stopRequested = false;
         var item = new RecordingWorkItem(_ => stopRequested = true);
@@ -279,7 +279,7 @@ public class ConcurrencyTests
     {
         const int Threads = 4;
         const int PerThread = 500;
-        using var channel = MegaPipeChannel.Create();
+        using var channel = CreateChannel();
         var item = new CountingWorkItem { OwnerThreadId = Environment.CurrentManagedThreadId };
         using var start = new ManualResetEventSlim();
         // The same item object posted many times: each post is one run.
@@ -311,4 +311,14 @@ public class ConcurrencyTests
         Assert.Equal(0, channel.Dispatch(events, TimeSpan.Zero));
         Assert.Equal(Threads * PerThread, item.Runs);
     }
+}
+
+public sealed class IoUringConcurrencyTests : ConcurrencyTests
+{
+    protected override ChannelEngine Engine => ChannelEngine.IoUring;
+}
+
+public sealed class EpollConcurrencyTests : ConcurrencyTests
+{
+    protected override ChannelEngine Engine => ChannelEngine.Epoll;
 }

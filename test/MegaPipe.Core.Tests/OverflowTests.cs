@@ -7,7 +7,7 @@ namespace MegaPipe.Core.Tests;
 
 // Queues far smaller than the work: a tiny SQ/CQ flooded with commands, and a receive-buffer
 // pool of two buffers shared by several busy connections.
-public class OverflowTests
+public abstract class OverflowTests : EngineTestBase
 {
     private const int Commands = 500;
 
@@ -32,7 +32,7 @@ public class OverflowTests
     [InlineData(false)]
     public void TinyQueues_FloodedWithPipeWrites_EveryCompletionArrivesExactlyOnce(bool batching)
     {
-        using var channel = MegaPipeChannel.Create(Tiny(batching));
+        using var channel = CreateChannel(Tiny(batching));
         Assert.Equal((2u, 4u), RingSizes(channel));
         var pump = new ChannelPump(channel);
         (SafeFileHandle readEnd, SafeFileHandle writeEnd) = TestNative.CreatePipe();
@@ -84,7 +84,7 @@ public class OverflowTests
     {
         ChannelOptions options = Tiny(batching: true);
         options.LightweightSockets = lightweight;
-        using var server = new LoopbackServer(options);
+        using var server = CreateServer(options);
         Assert.Equal((2u, 4u), RingSizes(server.Channel));
         (MegaPipeHandle conn, Socket client) = server.AcceptClient("conn");
         using (client)
@@ -118,7 +118,7 @@ public class OverflowTests
     {
         const int ConnectionCount = 4;
         const int Size = 256 * 1024;
-        using var server = new LoopbackServer(new ChannelOptions
+        using var server = CreateServer(new ChannelOptions
         {
             LightweightSockets = lightweight,
             ReceiveBufferCount = 2,
@@ -165,4 +165,14 @@ public class OverflowTests
             }
         }
     }
+}
+
+public sealed class IoUringOverflowTests : OverflowTests
+{
+    protected override ChannelEngine Engine => ChannelEngine.IoUring;
+}
+
+public sealed class EpollOverflowTests : OverflowTests
+{
+    protected override ChannelEngine Engine => ChannelEngine.Epoll;
 }

@@ -8,7 +8,7 @@ namespace MegaPipe.Core.Tests;
 // (the kernel selftest reuseport_bpf_cpu.c does the same over loopback). On loopback the SYN is
 // processed on the CPU of the thread that calls connect(), so a client pinned to CPU n must be
 // accepted by partition n mod 2.
-public class PartitioningTests
+public abstract class PartitioningTests : EngineTestBase
 {
     private const int PerCpu = 20;
 
@@ -18,12 +18,12 @@ public class PartitioningTests
         private readonly List<int> _ports = new();
         private readonly TestThread _thread;
 
-        public Acceptor(MegaPipeListener listener, int partition, CountdownEvent accepted, CancellationToken stop)
+        public Acceptor(ChannelEngine engine, MegaPipeListener listener, int partition, CountdownEvent accepted, CancellationToken stop)
         {
             using var ready = new ManualResetEventSlim();
             _thread = TestThread.Start($"partition-{partition}", () =>
             {
-                using var channel = MegaPipeChannel.Create();
+                using var channel = CreateChannel(engine);
                 var pump = new ChannelPump(channel);
                 MegaPipeHandle lh = channel.RegisterListener(listener, partition, partition);
                 Assert.Equal(listener.LocalEndPoint, channel.GetLocalEndPoint(lh));
@@ -103,8 +103,8 @@ public class PartitioningTests
         var acceptors = new List<Acceptor>();
         try
         {
-            acceptors.Add(new Acceptor(listener, 0, accepted, stop.Token));
-            acceptors.Add(new Acceptor(listener, 1, accepted, stop.Token));
+            acceptors.Add(new Acceptor(Engine, listener, 0, accepted, stop.Token));
+            acceptors.Add(new Acceptor(Engine, listener, 1, accepted, stop.Token));
             int[] fromCpu0 = ConnectFromCpu(0, listener.LocalEndPoint, PerCpu, clients);
             int[] fromCpu1 = ConnectFromCpu(1, listener.LocalEndPoint, PerCpu, clients);
             Assert.True(accepted.Wait(ChannelPump.DefaultTimeout), $"only {2 * PerCpu - accepted.CurrentCount} of {2 * PerCpu} accepted");
@@ -135,7 +135,7 @@ public class PartitioningTests
             // A single channel on the shared queue takes connections whatever CPU they came from.
             using (var accepted = new CountdownEvent(2 * PerCpu))
             {
-                var only = new Acceptor(listener, 1, accepted, stop.Token);
+                var only = new Acceptor(Engine, listener, 1, accepted, stop.Token);
                 int[] fromCpu0 = ConnectFromCpu(0, listener.LocalEndPoint, PerCpu, clients);
                 int[] fromCpu1 = ConnectFromCpu(1, listener.LocalEndPoint, PerCpu, clients);
                 Assert.True(accepted.Wait(ChannelPump.DefaultTimeout), $"only {2 * PerCpu - accepted.CurrentCount} of {2 * PerCpu} accepted");
@@ -148,8 +148,8 @@ public class PartitioningTests
             using var stop2 = new CancellationTokenSource();
             using (var accepted = new CountdownEvent(2 * PerCpu))
             {
-                var a = new Acceptor(listener, 0, accepted, stop2.Token);
-                var b = new Acceptor(listener, 1, accepted, stop2.Token);
+                var a = new Acceptor(Engine, listener, 0, accepted, stop2.Token);
+                var b = new Acceptor(Engine, listener, 1, accepted, stop2.Token);
                 int[] fromCpu0 = ConnectFromCpu(0, listener.LocalEndPoint, PerCpu, clients);
                 int[] fromCpu1 = ConnectFromCpu(1, listener.LocalEndPoint, PerCpu, clients);
                 Assert.True(accepted.Wait(ChannelPump.DefaultTimeout), $"only {2 * PerCpu - accepted.CurrentCount} of {2 * PerCpu} accepted");
@@ -183,7 +183,7 @@ public class PartitioningTests
         using var listener = MegaPipeListener.Bind(new UnixDomainSocketEndPoint(path), 2);
         Assert.False(listener.IsPartitioned);
         Assert.Equal(1, listener.QueueCount);
-        using var channel = MegaPipeChannel.Create();
+        using var channel = CreateChannel();
         var pump = new ChannelPump(channel);
         // Partition 1 of an unpartitioned listener is its one queue.
         MegaPipeHandle lh = channel.RegisterListener(listener, 1);
@@ -205,4 +205,14 @@ public class PartitioningTests
         listener.Dispose();
         Assert.False(File.Exists(path));
     }
+}
+
+public sealed class IoUringPartitioningTests : PartitioningTests
+{
+    protected override ChannelEngine Engine => ChannelEngine.IoUring;
+}
+
+public sealed class EpollPartitioningTests : PartitioningTests
+{
+    protected override ChannelEngine Engine => ChannelEngine.Epoll;
 }

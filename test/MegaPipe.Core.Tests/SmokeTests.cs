@@ -5,12 +5,12 @@ using MegaPipe.Core.Tests.Infrastructure;
 
 namespace MegaPipe.Core.Tests;
 
-public class SmokeTests
+public abstract class SmokeTests : EngineTestBase
 {
     [Fact]
     public void AcceptReceiveWriteClose()
     {
-        using var channel = MegaPipeChannel.Create();
+        using var channel = CreateChannel();
         using var listener = MegaPipeListener.Bind(new IPEndPoint(IPAddress.Loopback, 0), 1);
         var pump = new ChannelPump(channel);
         MegaPipeHandle lh = channel.RegisterListener(listener, 0, "listener");
@@ -38,4 +38,14 @@ public class SmokeTests
         Assert.Equal(0, client.Receive(buffer));
         Assert.Equal(listener.LocalEndPoint, channel.GetLocalEndPoint(lh));
     }
+}
+
+public sealed class IoUringSmokeTests : SmokeTests
+{
+    protected override ChannelEngine Engine => ChannelEngine.IoUring;
+}
+
+public sealed class EpollSmokeTests : SmokeTests
+{
+    protected override ChannelEngine Engine => ChannelEngine.Epoll;
 }

@@ -7,9 +7,9 @@ namespace MegaPipe.Core.Tests.Infrastructure;
 // plus helpers to get connected (channel handle, System.Net.Sockets peer) pairs.
 public sealed class LoopbackServer : IDisposable
 {
-    public LoopbackServer(ChannelOptions? options = null)
+    public LoopbackServer(ChannelEngine engine, ChannelOptions? options = null)
     {
-        Channel = MegaPipeChannel.Create(options);
+        Channel = EngineTestBase.CreateChannel(engine, options);
         try
         {
             Pump = new ChannelPump(Channel);

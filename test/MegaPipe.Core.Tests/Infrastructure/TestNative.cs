@@ -115,6 +115,18 @@ internal static unsafe partial class TestNative
         }
     }
 
+    /// <summary>Waits up to <paramref name="timeoutMs"/> for <paramref name="fd"/> to be readable, without reading.</summary>
+    public static bool WaitReadable(int fd, int timeoutMs)
+    {
+        pollfd pfd = new() { fd = fd, events = POLLIN };
+        int ready = poll(&pfd, 1, timeoutMs);
+        if (ready < 0)
+        {
+            throw new InvalidOperationException($"poll failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+        return ready == 1;
+    }
+
     /// <summary>Reads exactly <paramref name="buffer"/>.Length bytes or throws on EOF/timeout.</summary>
     public static void ReadExactly(SafeHandle handle, Span<byte> buffer, int timeoutMs = 30_000)
     {

@@ -12,7 +12,7 @@ public static class PingPongExperiment
 
     private sealed record Sample(string Variant, double Tps, double SyscallsPerTx, double AllocPerTx, double ServerCpuUsPerTx, double ClientCpuShare, long Errors);
 
-    public static void Run(PerfSettings settings, int size = 64, int connections = 64)
+    public static void Run(PerfSettings settings, Progress progress, int size = 64, int connections = 64)
     {
         string exe = BuildSample(settings, "PingPong");
         Variant[] variants =
@@ -28,7 +28,7 @@ public static class PingPongExperiment
             {
                 Sample s = RunOne(settings, exe, v, size, connections, port++);
                 samples.Add(s);
-                Console.WriteLine(FormattableString.Invariant($"round {round} {v.Name,-9} {s.Tps,10:F0} tx/s  {s.SyscallsPerTx,6:F3} syscalls/tx  {s.AllocPerTx,7:F2} B/tx  {s.ServerCpuUsPerTx,6:F2} us CPU/tx  client CPU {s.ClientCpuShare:P0}  errors {s.Errors}"));
+                progress.Step(FormattableString.Invariant($"round {round} {v.Name,-9} {s.Tps,10:F0} tx/s  {s.SyscallsPerTx,6:F3} syscalls/tx  {s.AllocPerTx,7:F2} B/tx  {s.ServerCpuUsPerTx,6:F2} us CPU/tx  client CPU {s.ClientCpuShare:P0}  errors {s.Errors}"));
             }
         }
         WriteReport(settings, samples, size, connections);
@@ -93,10 +93,7 @@ public static class PingPongExperiment
         {
             sb.AppendLine(FormattableString.Invariant($"| {s.Variant} | {s.Tps:F0} | {s.SyscallsPerTx:F3} | {s.AllocPerTx:F2} | {s.Errors} |"));
         }
-        string dir = Path.Combine(settings.RepoRoot, "perf", "results");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "pingpong.md"), sb.ToString());
-        Console.WriteLine(sb.ToString());
+        File.WriteAllText(settings.ResultPath("pingpong.md"), sb.ToString());
     }
 
     public static double Median(IEnumerable<double> values)

@@ -1,27 +1,111 @@
-// Runs MegaPipe.NET's benchmarks side by side on this machine and writes perf/results/<experiment>.md.
+// Runs MegaPipe.NET's benchmarks side by side on this machine and writes perf/results/<experiment>.md
+// (with PNG plots and the raw measurements as .json):
 //
-//   dotnet run -c Release --project perf/MegaPipe.Perf -- pingpong [--rounds 3] [--seconds 8]
+//   dotnet run -c Release --project perf/MegaPipe.Perf -- <experiment>[,<experiment>...]|all [options]
+//   dotnet run -c Release --project perf/MegaPipe.Perf -- report <experiment>|all     (redraw from the .json)
+//
+// `all` is the paper's evaluation (issue 6): msgsize, connlen, breakdown, scaling, memcached, nginx.
+// Options: --rounds N --seconds S --warmup S (each experiment has its own defaults), --points a,b,c
+// (the x axis), --lengths a,b (scaling), --variants a,b, --connections N (per channel),
+// --channels N (breakdown), --cpus 0-3, --out DIR (a trial run: results elsewhere, README untouched),
+// --no-readme.
 //
 // Server and load generator are separate processes pinned to different CPUs; variants run
-// interleaved, round by round, and the report gives ratios, because absolute figures on a shared
+// interleaved, round by round, and the reports give ratios, because absolute figures on a shared
 // machine drift.
 using MegaPipe.Perf;
+using Spectre.Console;
+using Progress = MegaPipe.Perf.Progress;
 
-string experiment = args.Length > 0 ? args[0] : "help";
-var settings = PerfSettings.Parse(args.Skip(1).ToArray());
-switch (experiment)
+IExperiment[] experiments =
+[
+    new MessageSizeExperiment(),
+    new ConnectionLengthExperiment(),
+    new BreakdownExperiment(),
+    new ScalingExperiment(),
+    new MemcachedExperiment(),
+    new NginxExperiment(),
+    new LegacyExperiment("pingpong", "issue 2: 64 B ping-pong, Core API vs System.Net.Sockets", 3, 8, 2, s => s.Rounds * 2, (s, p) => PingPongExperiment.Run(s, p)),
+    new LegacyExperiment("web", "issue 3: samples/WebApp under wrk, Sockets vs MegaPipe vs nginx", 3, 8, 2, WebExperiment.Steps, WebExperiment.Run),
+    new LegacyExperiment("static", "samples/StaticServer vs nginx: 6 KiB, the paper's mix, 1 MiB", 1, 5, 2, StaticExperiment.Steps, (s, p) => StaticExperiment.Run(s, p)),
+];
+string[] paper = ["msgsize", "connlen", "breakdown", "scaling", "memcached", "nginx"];
+
+if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
 {
-    case "pingpong":
-        PingPongExperiment.Run(settings);
-        break;
-    case "web":
-        WebExperiment.Run(settings);
-        break;
-    case "static":
-        StaticExperiment.Run(settings);
-        break;
-    default:
-        Console.WriteLine("experiments: pingpong, web, static");
-        return 2;
+    Console.WriteLine("usage: MegaPipe.Perf <experiment>[,<experiment>...]|all [options]   or   MegaPipe.Perf report <experiment>|all");
+    Console.WriteLine("experiments (all = the first six):");
+    foreach (IExperiment e in experiments)
+    {
+        Console.WriteLine($"  {e.Name,-10} {e.Summary}");
+    }
+    return 2;
 }
-return 0;
+
+bool report = args[0] == "report";
+string selection = report ? (args.Length > 1 ? args[1] : "all") : args[0];
+string[] names = selection == "all" ? paper : selection.Split(',', StringSplitOptions.RemoveEmptyEntries);
+IExperiment[] selected = names.Select(n => experiments.FirstOrDefault(e => e.Name == n) ?? throw new ArgumentException($"unknown experiment '{n}'; run without arguments for the list")).ToArray();
+PerfSettings settings = PerfSettings.Parse(selection, args.Skip(report ? 2 : 1).ToArray());
+
+if (report)
+{
+    foreach (IExperiment e in selected)
+    {
+        ResultFile? saved = ResultFile.Load(settings.ResultPath(e.Name + ".json"));
+        if (saved is null)
+        {
+            Console.WriteLine($"{e.Name}: no saved results");
+            continue;
+        }
+        e.Render(saved, settings);
+        Console.WriteLine($"{e.Name}: wrote {settings.ResultPath(e.Name + ".md")}");
+    }
+    Readme.Update(settings, experiments.Where(e => paper.Contains(e.Name)));
+    return 0;
+}
+
+var configured = selected.Select(e => (Experiment: e, Settings: e.Configure(settings))).ToArray();
+int totalSteps = configured.Sum(c => c.Experiment.Steps(c.Settings));
+AnsiConsole.MarkupLine(Markup.Escape($"{string.Join(", ", names)}: {totalSteps} measured runs on CPUs {CpuSet.Format(settings.Cpus)}; results in {settings.ResultsDirectory}; load average now {MachineInfo.ReadLoadAverage()}"));
+var failures = new List<string>();
+AnsiConsole.Progress()
+    .AutoClear(false)
+    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+    .Start(ctx =>
+    {
+        ProgressTask? overall = configured.Length > 1 ? ctx.AddTask("all", maxValue: totalSteps) : null;
+        var tasks = configured.Select(c => ctx.AddTask(c.Experiment.Name, autoStart: false, maxValue: Math.Max(1, c.Experiment.Steps(c.Settings)))).ToArray();
+        for (int i = 0; i < configured.Length; i++)
+        {
+            (IExperiment e, PerfSettings s) = configured[i];
+            tasks[i].StartTask();
+            try
+            {
+                e.Run(s, new Progress(tasks[i], overall));
+                Progress.Log($"{e.Name}: wrote {s.ResultPath(e.Name + ".md")}");
+            }
+            catch (Exception ex) when (configured.Length > 1 && ex is not OutOfMemoryException)
+            {
+                // One experiment that cannot run (a missing tool, a crashed server) does not stop the others.
+                failures.Add($"{e.Name}: {ex.Message}");
+                Progress.Warn($"{e.Name} failed: {ex.Message}");
+            }
+            finally
+            {
+                overall?.Increment(tasks[i].MaxValue - tasks[i].Value);
+                tasks[i].Value = tasks[i].MaxValue;
+                tasks[i].StopTask();
+            }
+        }
+    });
+
+if (settings.UpdateReadme)
+{
+    Readme.Update(settings, experiments.Where(e => paper.Contains(e.Name)));
+}
+foreach (string failure in failures)
+{
+    Progress.Warn("FAILED " + failure);
+}
+return failures.Count == 0 ? 0 : 1;

@@ -48,16 +48,23 @@ public static partial class ServerProbe
 
     public static double CpuSeconds(int pid)
     {
+        (double user, double system) = CpuTimes(pid);
+        return user + system;
+    }
+
+    // User and kernel CPU seconds of a process (all its threads).
+    public static (double User, double System) CpuTimes(int pid)
+    {
         try
         {
             string stat = File.ReadAllText($"/proc/{pid}/stat");
             string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
             // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the comm field.
-            return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+            return (long.Parse(fields[11], CultureInfo.InvariantCulture) / 100.0, long.Parse(fields[12], CultureInfo.InvariantCulture) / 100.0);
         }
         catch (IOException)
         {
-            return 0;
+            return (0, 0);
         }
     }
 

@@ -22,49 +22,80 @@ public static partial class StaticExperiment
     // brings the steady state forward; it does not change the code the steady state runs.
     private static readonly Dictionary<string, string> s_jitEnvironment = new() { ["DOTNET_TC_CallCountingDelayMs"] = "0" };
 
-    private sealed record Variant(string Name, string Arguments);
+    internal sealed record Variant(string Name, string Arguments);
 
-    private sealed record Scenario(string Name, string Description, string Path, int Connections, string WrkExtra, double Target);
+    internal sealed record Scenario(string Name, string Description, string Path, int Connections, string WrkExtra, double Target);
 
-    private sealed record Sample(string Scenario, string Variant, double Rps, double SyscallsPerRequest, double CpuUsPerRequest, long Errors, long Non2xx);
+    internal sealed record Sample(string Scenario, string Variant, double Rps, double SyscallsPerRequest, double CpuUsPerRequest, long Errors, long Non2xx)
+    {
+        // wrk's CPU time over the run divided by its CPUs, and what other processes used, in CPUs.
+        public double ClientBusy { get; init; } = double.NaN;
+        public double OtherCpus { get; init; } = double.NaN;
+        public double ServerBusy { get; init; } = double.NaN;
+    }
 
-    public static void Run(PerfSettings settings)
+    internal static readonly Variant[] AllVariants =
+    [
+        new("megapipe", "--transport megapipe"),
+        new("megapipe-threadpool", "--transport megapipe --MegaPipe:UnsafeInlineScheduling false"),
+        new("sockets", "--transport sockets"),
+        new("nginx", ""),
+    ];
+
+    internal static Scenario[] Scenarios(PerfSettings settings)
+    {
+        string mixScript = Path.Combine(settings.RepoRoot, "perf", "wrk", "static-mix.lua");
+        return
+        [
+            new("6k", "one 6 KiB file, keep-alive, 64 connections", "/6k.html", 64, "", 1.0),
+            new("mix", $"the paper's mix: {s_mixSizes.Length} files averaging {s_mixSizes.Average() / 1024:F1} KiB, 2.3 requests per connection, 64 connections", "/", 64, $"-s {mixScript}", 1.0),
+            new("1m", "one 1 MiB file, keep-alive, 16 connections", "/1m.bin", 16, "", 0.8),
+        ];
+    }
+
+    internal static double MixMeanBytes => s_mixSizes.Average();
+
+    internal static int MixFiles => s_mixSizes.Length;
+
+    public static int Steps(PerfSettings settings) => settings.Rounds * 3 * AllVariants.Count(v => settings.Wants(v.Name));
+
+    internal static string BuildServer(PerfSettings settings)
     {
         if (!File.Exists(NginxServer.Executable))
         {
-            throw new InvalidOperationException("the static experiment compares with nginx: apt-get install nginx-light");
+            throw new InvalidOperationException("the static experiments compare with nginx, which is not installed: apt-get install nginx-light");
         }
-        string server = PingPongExperiment.BuildSample(settings, "StaticServer");
+        if (!File.Exists("/usr/bin/wrk"))
+        {
+            throw new InvalidOperationException("the static experiments need wrk, which is not installed: apt-get install wrk");
+        }
+        return PingPongExperiment.BuildSample(settings, "StaticServer");
+    }
+
+    internal static Sample RunOne(PerfSettings settings, string exe, string tree, Variant variant, Scenario scenario)
+    {
+        int port = ProcessRunner.FreePort();
+        return variant.Name == "nginx" ? RunNginx(settings, tree, scenario, port) : RunServer(settings, exe, tree, variant, scenario, port);
+    }
+
+    public static void Run(PerfSettings settings, Progress progress)
+    {
+        string server = BuildServer(settings);
         string tree = CreateTree();
-        string mixScript = Path.Combine(settings.RepoRoot, "perf", "wrk", "static-mix.lua");
         try
         {
-            Variant[] variants =
-            [
-                new("megapipe", "--transport megapipe"),
-                new("megapipe-threadpool", "--transport megapipe --MegaPipe:UnsafeInlineScheduling false"),
-                new("sockets", "--transport sockets"),
-                new("nginx", ""),
-            ];
-            Scenario[] scenarios =
-            [
-                new("6k", "one 6 KiB file, keep-alive, 64 connections", "/6k.html", 64, "", 1.0),
-                new("mix", $"the paper's mix: {s_mixSizes.Length} files averaging {s_mixSizes.Average() / 1024:F1} KiB, 2.3 requests per connection, 64 connections", "/", 64, $"-s {mixScript}", 1.0),
-                new("1m", "one 1 MiB file, keep-alive, 16 connections", "/1m.bin", 16, "", 0.8),
-            ];
+            Variant[] variants = AllVariants.Where(v => settings.Wants(v.Name)).ToArray();
+            Scenario[] scenarios = Scenarios(settings);
             var samples = new List<Sample>();
-            int port = 5700;
             for (int round = 1; round <= settings.Rounds; round++)
             {
                 foreach (Scenario scenario in scenarios)
                 {
                     foreach (Variant variant in variants)
                     {
-                        Sample s = variant.Name == "nginx"
-                            ? RunNginx(settings, tree, scenario, port++)
-                            : RunServer(settings, server, tree, variant, scenario, port++);
+                        Sample s = RunOne(settings, server, tree, variant, scenario);
                         samples.Add(s);
-                        Console.WriteLine(FormattableString.Invariant($"round {round} {scenario.Name,-4} {variant.Name,-20} {s.Rps,10:F0} req/s  {s.SyscallsPerRequest,6:F3} syscalls/req  {s.CpuUsPerRequest,6:F2} us CPU/req  errors {s.Errors} non-2xx {s.Non2xx}"));
+                        progress.Step(FormattableString.Invariant($"round {round} {scenario.Name,-4} {variant.Name,-20} {s.Rps,10:F0} req/s  {s.SyscallsPerRequest,6:F3} syscalls/req  {s.CpuUsPerRequest,6:F2} us CPU/req  wrk {s.ClientBusy:P0} busy  errors {s.Errors} non-2xx {s.Non2xx}"));
                     }
                 }
             }
@@ -77,7 +108,7 @@ public static partial class StaticExperiment
     }
 
     // The served tree; files are an hour old, as deployed files are (the content cache keeps them).
-    private static string CreateTree()
+    internal static string CreateTree()
     {
         string root = Directory.CreateTempSubdirectory("megapipe-static-perf").FullName;
         // CreateTempSubdirectory makes it 0700; nginx's worker runs as www-data and must read it.
@@ -130,13 +161,18 @@ public static partial class StaticExperiment
         string url = $"http://127.0.0.1:{port}{scenario.Path}";
         string extra = scenario.WrkExtra.Length > 0 ? scenario.WrkExtra : "";
         string tail = scenario.Name == "mix" ? $" -- {s_mixSizes.Length}" : "";
-        string wrk(double seconds) => $"-c {settings.ClientCpu} wrk -t1 -c{scenario.Connections} -d{seconds.ToString(CultureInfo.InvariantCulture)}s {extra} {url}{tail}";
+        string wrk(double seconds) => $"wrk -t1 -c{scenario.Connections} -d{seconds.ToString(CultureInfo.InvariantCulture)}s {extra} {url}{tail}";
+        string cpu = settings.ClientCpu.ToString(CultureInfo.InvariantCulture);
         // Warm up (JIT tiering, caches), then measure.
-        ProcessRunner.Run("taskset", wrk(settings.Warmup), TimeSpan.FromSeconds(settings.Warmup + 30));
+        ProcessRunner.RunTimed(cpu, wrk(settings.Warmup), TimeSpan.FromSeconds(settings.Warmup + 30));
         double cpuBefore = pids.Sum(ServerProbe.CpuSeconds);
+        SystemCpu system0 = SystemCpu.Read();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
         Task<long?>[] syscalls = pids.Select(pid => ProcessRunner.CountSystemCallsAsync(pid, settings.Seconds - 1)).ToArray();
-        string output = ProcessRunner.Run("taskset", wrk(settings.Seconds), TimeSpan.FromSeconds(settings.Seconds + 60));
-        double cpu = pids.Sum(ServerProbe.CpuSeconds) - cpuBefore;
+        (string output, double wrkCpu, double wrkWall) = ProcessRunner.RunTimed(cpu, wrk(settings.Seconds), TimeSpan.FromSeconds(settings.Seconds + 60));
+        double window = watch.Elapsed.TotalSeconds;
+        double serverCpu = pids.Sum(ServerProbe.CpuSeconds) - cpuBefore;
+        double systemCpu = SystemCpu.Read().BusySeconds - system0.BusySeconds;
         long? calls = syscalls.All(t => t.Result is not null) ? syscalls.Sum(t => t.Result!.Value) : null;
         double rps = ServerProbe.ParseDouble(ServerProbe.RequestsPerSecond().Match(output));
         long requests = (long)ServerProbe.ParseDouble(ServerProbe.TotalRequests().Match(output));
@@ -145,9 +181,14 @@ public static partial class StaticExperiment
         Match non2xx = ServerProbe.Non2xx().Match(output);
         return new Sample(scenario.Name, variant, rps,
             calls is null ? double.NaN : calls.Value / (rps * (settings.Seconds - 1)),
-            cpu * 1e6 / Math.Max(1, requests),
+            serverCpu * 1e6 / Math.Max(1, requests),
             errorCount,
-            non2xx.Success ? long.Parse(non2xx.Groups[1].Value, CultureInfo.InvariantCulture) : 0);
+            non2xx.Success ? long.Parse(non2xx.Groups[1].Value, CultureInfo.InvariantCulture) : 0)
+        {
+            ClientBusy = wrkCpu / wrkWall,
+            ServerBusy = serverCpu / window,
+            OtherCpus = Math.Max(0, systemCpu - serverCpu - (double.IsNaN(wrkCpu) ? 0 : wrkCpu)) / window,
+        };
     }
 
     private static void WriteReport(PerfSettings settings, Scenario[] scenarios, Variant[] variants, List<Sample> samples)
@@ -171,21 +212,18 @@ public static partial class StaticExperiment
         {
             sb.AppendLine($"## {scenario.Description}");
             sb.AppendLine();
-            sb.AppendLine("| variant | requests/s | ratio to nginx | system calls / request | server CPU µs / request | socket errors | non-2xx |");
-            sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
+            sb.AppendLine("| variant | requests/s | ratio to nginx | system calls / request | server CPU µs / request | wrk CPU busy | socket errors | non-2xx |");
+            sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
             double nginx = MedianRps(samples, scenario, "nginx");
             foreach (Variant v in variants)
             {
                 var vs = samples.Where(s => s.Scenario == scenario.Name && s.Variant == v.Name).ToList();
                 double rps = PingPongExperiment.Median(vs.Select(s => s.Rps));
-                sb.AppendLine(FormattableString.Invariant($"| {v.Name} | {rps:F0} | {rps / nginx:F2}x | {PingPongExperiment.Median(vs.Select(s => s.SyscallsPerRequest)):F3} | {PingPongExperiment.Median(vs.Select(s => s.CpuUsPerRequest)):F2} | {vs.Sum(s => s.Errors)} | {vs.Sum(s => s.Non2xx)} |"));
+                sb.AppendLine(FormattableString.Invariant($"| {v.Name} | {rps:F0} | {rps / nginx:F2}x | {PingPongExperiment.Median(vs.Select(s => s.SyscallsPerRequest)):F3} | {PingPongExperiment.Median(vs.Select(s => s.CpuUsPerRequest)):F2} | {PingPongExperiment.Median(vs.Select(s => s.ClientBusy)):P0} | {vs.Sum(s => s.Errors)} | {vs.Sum(s => s.Non2xx)} |"));
             }
             sb.AppendLine();
         }
-        string dir = Path.Combine(settings.RepoRoot, "perf", "results");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "static.md"), sb.ToString());
-        Console.WriteLine(sb.ToString());
+        File.WriteAllText(settings.ResultPath("static.md"), sb.ToString());
     }
 
     // A run that measured error pages would be worthless: every variant must serve the file first.

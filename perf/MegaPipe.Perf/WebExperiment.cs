@@ -17,7 +17,9 @@ public static partial class WebExperiment
 
     private sealed record Sample(string Scenario, string Variant, double Rps, double SyscallsPerRequest, double CpuUsPerRequest, long Errors, long Non2xx);
 
-    public static void Run(PerfSettings settings)
+    public static int Steps(PerfSettings settings) => settings.Rounds * 4 * (File.Exists(NginxServer.Executable) ? 4 : 3) + 3;
+
+    public static void Run(PerfSettings settings, Progress progress)
     {
         string webApp = PingPongExperiment.BuildSample(settings, "WebApp");
         string luaPipeline = Path.Combine(settings.RepoRoot, "perf", "wrk", "pipeline.lua");
@@ -51,7 +53,7 @@ public static partial class WebExperiment
                         ? RunNginx(settings, scenario, port++)
                         : RunWebApp(settings, webApp, variant, scenario, port++);
                     samples.Add(s);
-                    Console.WriteLine(FormattableString.Invariant($"round {round} {scenario.Name,-10} {variant.Name,-16} {s.Rps,10:F0} req/s  {s.SyscallsPerRequest,6:F3} syscalls/req  {s.CpuUsPerRequest,6:F2} us CPU/req  errors {s.Errors} non-2xx {s.Non2xx}"));
+                    progress.Step(FormattableString.Invariant($"round {round} {scenario.Name,-10} {variant.Name,-16} {s.Rps,10:F0} req/s  {s.SyscallsPerRequest,6:F3} syscalls/req  {s.CpuUsPerRequest,6:F2} us CPU/req  errors {s.Errors} non-2xx {s.Non2xx}"));
                 }
             }
         }
@@ -60,7 +62,7 @@ public static partial class WebExperiment
         {
             double bytes = MeasureIdleMemory(settings, webApp, variant, port++, 10_000);
             idle.Add((variant.Name, bytes));
-            Console.WriteLine(FormattableString.Invariant($"idle {variant.Name,-16} {bytes / 1024:F2} KiB per idle keep-alive connection"));
+            progress.Step(FormattableString.Invariant($"idle {variant.Name,-16} {bytes / 1024:F2} KiB per idle keep-alive connection"));
         }
         WriteReport(settings, scenarios, variants, samples, idle);
     }
@@ -187,10 +189,7 @@ public static partial class WebExperiment
         {
             sb.AppendLine(FormattableString.Invariant($"| {name} | {bytes / 1024:F2} KiB |"));
         }
-        string dir = Path.Combine(settings.RepoRoot, "perf", "results");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "web.md"), sb.ToString());
-        Console.WriteLine(sb.ToString());
+        File.WriteAllText(settings.ResultPath("web.md"), sb.ToString());
     }
 
     private static string ContentRoot(PerfSettings settings) => Path.Combine(settings.RepoRoot, "samples", "WebApp");

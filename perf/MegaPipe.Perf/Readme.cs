@@ -1,0 +1,45 @@
+using System.Text;
+
+namespace MegaPipe.Perf;
+
+// Keeps the README's Benchmarks section showing the latest results: the lines between the
+// markers are rewritten from the saved perf/results/<experiment>.json files, with the command
+// and date of each, so no figure in it is typed by hand.
+public static class Readme
+{
+    private const string Begin = "<!-- perf:results:begin -->";
+    private const string End = "<!-- perf:results:end -->";
+
+    public static void Update(PerfSettings settings, IEnumerable<IExperiment> experiments)
+    {
+        string path = Path.Combine(settings.RepoRoot, "README.md");
+        if (!settings.UpdateReadme || !File.Exists(path))
+        {
+            return;
+        }
+        string text = File.ReadAllText(path);
+        int begin = text.IndexOf(Begin, StringComparison.Ordinal), end = text.IndexOf(End, StringComparison.Ordinal);
+        if (begin < 0 || end < begin)
+        {
+            Progress.Warn($"README.md has no {Begin} ... {End} block: not updated");
+            return;
+        }
+        var sb = new StringBuilder();
+        sb.AppendLine(Begin);
+        foreach (IExperiment e in experiments)
+        {
+            ResultFile? r = ResultFile.Load(settings.ResultPath(e.Name + ".json"));
+            if (r is null)
+            {
+                sb.AppendLine($"- {e.Name}: not run yet.");
+                continue;
+            }
+            foreach (string headline in e.Headlines(r))
+            {
+                sb.AppendLine($"- {headline} ([{e.Name}.md](perf/results/{e.Name}.md); `{r.Command}`, {r.StartedUtc:yyyy-MM-dd})");
+            }
+        }
+        text = text[..begin] + sb.ToString() + text[end..];
+        File.WriteAllText(path, text);
+    }
+}

@@ -168,7 +168,10 @@ internal sealed unsafe class IoUring : Ring
     // work and waits for waitFor completions or the timeout. Returns 0 or a negative errno.
     public override int Enter(uint waitFor, bool getEvents, long timeoutNanoseconds)
     {
-        uint toSubmit = PublishSqes();
+        PublishSqes();
+        // Everything the kernel has not taken yet: an earlier enter may have taken fewer than it
+        // was given (EAGAIN/EBUSY, or short of memory), and those entries go first.
+        uint toSubmit = SqesNotConsumed;
         uint flags = _enterFlags;
         io_uring_getevents_arg arg = default;
         __kernel_timespec ts = default;

@@ -94,6 +94,10 @@ internal abstract unsafe class Ring : IDisposable
         return sqe;
     }
 
+    // Entries published and not yet taken by the consumer: all of them are to be submitted, not
+    // just the ones the last PublishSqes added (an enter that took fewer leaves the rest behind).
+    protected uint SqesNotConsumed => _sqTailPublished - RingBarrier.LoadAcquire(_sqHead);
+
     // Makes the prepared SQEs visible to the consumer; returns how many.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     protected uint PublishSqes()

@@ -21,6 +21,26 @@ public sealed unsafe partial class MegaPipeChannel
     private readonly List<HandleState> _starved = new();
     // The one-slot buffer TryDispatch dispatches into (owner thread only), so it allocates nothing.
     private readonly CompletionEvent[] _single = new CompletionEvent[1];
+    // Tests only: rewrites chosen submissions and skips chosen reaps (see FaultInjector).
+    private FaultInjector? _faults;
+
+    // Consecutive transient failures (EAGAIN) a write or a continuous receive is retried through
+    // without progress before the error is reported: neither engine returns EAGAIN for a socket
+    // (io_uring waits for readiness itself, EpollRing parks the request), but a descriptor the
+    // caller made non-blocking can, and must not spin the channel forever.
+    internal const int MaxTransientRetries = 64;
+
+    // Test hook: faults injected into this channel's submissions and dispatches. Set it on the
+    // owner thread before the commands it should affect.
+    internal FaultInjector? FaultInjector
+    {
+        get => _faults;
+        set
+        {
+            _faults = value;
+            _ring.Interceptor = value;
+        }
+    }
 
     /// <summary>
     /// Dispatches completion events (mp_dispatch) into <paramref name="events"/>. Submits all
@@ -56,6 +76,14 @@ public sealed unsafe partial class MegaPipeChannel
             else if (_ring.PendingSubmissions != 0 || _ring.NeedsEnter)
             {
                 EnterChecked(0, -1);
+            }
+            if (count == 0 && _faults is { } faults && _ring.CqReady() != 0 && faults.ShouldSkipReap())
+            {
+                // Fault injection: leave the completions in the CQ this time and enter once more,
+                // so they pile up past it and the engine has to hold the rest (its overflow path).
+                EnterChecked(0, -1);
+                faults.OnReapSkipped(_ring.CqOverflowPending);
+                return 0;
             }
             count += Reap(events.Slice(count));
             count += DrainSynthetic(events.Slice(count));
@@ -191,16 +219,30 @@ public sealed unsafe partial class MegaPipeChannel
         }
 
         Debug.Assert(state is not null, "a command completed without a handle");
-        if (op.Command == ChannelCommand.Write && result > 0 && state.Status == HandleStatus.Open)
+        if (op.Command == ChannelCommand.Write && state.Status == HandleStatus.Open)
         {
-            op.Done += result;
-            if (op.Done < op.Total)
+            if (result > 0)
             {
-                // A short write: continue with the remainder, same operation, same buffers.
+                op.Done += result;
+                op.Retries = 0;
+                if (op.Done < op.Total)
+                {
+                    // A short write: continue with the remainder, same operation, same buffers.
+                    PrepareWrite(op);
+                    return;
+                }
+                result = op.Total;
+            }
+            else if (result == -(int)Errno.EAGAIN && op.Retries < MaxTransientRetries)
+            {
+                // Nothing was written this time: submit the remainder again.
+                op.Retries++;
                 PrepareWrite(op);
                 return;
             }
-            result = op.Total;
+            // Any other error ends the write, reported to the caller (with what was written unknown
+            // to it, the stream is broken). That includes ECANCELED: the channel cancels a write
+            // only when its handle closes, and then nothing is reported at all.
         }
         ChannelCommand command = op.Command;
         FreeOperation(op);
@@ -229,19 +271,26 @@ public sealed unsafe partial class MegaPipeChannel
             FreeOperation(op);
         }
 
-        if (state.Status != HandleStatus.Open)
+        if (state.Status != HandleStatus.Open || (result <= 0 && bufferId >= 0))
         {
+            // No one will read this buffer (the handle is closing, or the completion carries no
+            // data): it goes straight back.
             if (bufferId >= 0)
             {
                 _buffers.Return((ushort)bufferId);
                 _buffers.Publish();
+                bufferId = -1;
             }
-            TryFinishClose(state);
-            return;
+            if (state.Status != HandleStatus.Open)
+            {
+                TryFinishClose(state);
+                return;
+            }
         }
 
         if (result > 0)
         {
+            state.ReceiveRetries = 0;
             if (bufferId >= 0)
             {
                 LendBuffer((ushort)bufferId);
@@ -270,8 +319,21 @@ public sealed unsafe partial class MegaPipeChannel
         {
             // Ended by StopReceive. A Receive issued while the cancelled request was still in
             // flight found it armed and left it; start the new one now instead of reporting an error.
+            // A cancellation the channel did not ask for finds the receive still wanted too: a
+            // cancelled request consumed no data, so arming again loses nothing.
             if (state.ReceiveWanted && state.ReceiveOperation is null && !state.ReceiveStarved)
             {
+                ArmReceive(state);
+            }
+            return;
+        }
+
+        if (result == -(int)Errno.EAGAIN && state.ReceiveRetries < MaxTransientRetries)
+        {
+            // Nothing was there to receive and the engine did not wait: arm again (nothing was consumed).
+            if (state.ReceiveWanted && state.ReceiveOperation is null && !state.ReceiveStarved)
+            {
+                state.ReceiveRetries++;
                 ArmReceive(state);
             }
             return;

@@ -52,6 +52,8 @@ internal sealed class HandleState
     public bool ReceiveWanted;
     public Operation? ReceiveOperation;
     public bool ReceiveStarved;
+    // Consecutive transient failures (EAGAIN) of the continuous receive, re-armed without data.
+    public int ReceiveRetries;
 
     // Connection addresses: the peer's sockaddr from accept or connect, the listener's endpoint.
     public byte[]? PeerAddress;
@@ -78,6 +80,7 @@ internal sealed class HandleState
         ReceiveWanted = false;
         ReceiveOperation = null;
         ReceiveStarved = false;
+        ReceiveRetries = 0;
         PeerAddressLength = 0;
         LocalEndPoint = null;
         Generation++;

@@ -54,6 +54,8 @@ internal sealed unsafe class Operation
     public ReadOnlyMemory<byte> PayloadMemory;
     public int Done;
     public int Total;
+    // Consecutive transient failures (EAGAIN) retried without progress.
+    public int Retries;
     // For file reads: where to read; for sendfile: the source handle.
     public long Offset;
     public HandleState? Source;
@@ -101,6 +103,7 @@ internal sealed unsafe class Operation
         Payload = default;
         PayloadMemory = default;
         Done = Total = 0;
+        Retries = 0;
         Offset = 0;
         Command = ChannelCommand.None;
         Generation++;

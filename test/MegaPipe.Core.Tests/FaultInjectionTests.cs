@@ -35,6 +35,9 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
     // At most this many received chunks go out in one (gathered) write.
     private const int MaxSegmentsPerWrite = 8;
     private const int ReceiveBuffers = 64;
+    // Backpressure: a connection stops receiving with this much queued, and resumes below the low mark.
+    private const int HighWater = 64 * 1024;
+    private const int LowWater = 16 * 1024;
     private const int Seed = 20121008;
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);
 
@@ -94,6 +97,9 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
     {
         public required MegaPipeHandle Handle;
         public readonly Queue<byte[]> Pending = new();
+        public int PendingBytes;
+        // Receiving stopped for backpressure.
+        public bool Paused;
         public bool Writing;
         public bool Eof;
         public bool Closing;
@@ -104,6 +110,7 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
         public int Accepted;
         public int Closed;
         public int Aborted;
+        public int Pauses;
         public readonly List<string> Errors = new();
         public int BaselineHandles;
         public int FinalHandles = -1;
@@ -151,7 +158,7 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
         }
 
         string summary = $"{fault} on {Engine}: {string.Join("; ", injector.Rules)}; {injector.ReapsSkipped} reaps skipped, {injector.OverflowsSeen} with completions held back; "
-            + $"server: {report.Accepted} accepted, {report.Closed} closed, {report.Aborted} aborted, errors [{string.Join(", ", report.Errors.Distinct())}]";
+            + $"server: {report.Accepted} accepted, {report.Closed} closed, {report.Aborted} aborted, {report.Pauses} pauses, errors [{string.Join(", ", report.Errors.Distinct())}]";
 
         output.WriteLine(summary);
         output.WriteLine($"clients: {results.Count(r => r.Failed)} failed, {results.Sum(r => (long)r.Received.Length)} of {results.Sum(r => (long)r.Sent.Length)} bytes echoed");
@@ -294,7 +301,8 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
     }
 
     // Echoes every connection: continuous receive, one write in flight, the rest queued (and sent
-    // gathered); closes after the peer's end of stream is echoed, aborts on any error.
+    // gathered), receiving stopped while much is queued; closes after the peer's end of stream is
+    // echoed, aborts on any error.
     private void RunEchoServer(ChannelOptions options, FaultInjector injector, ServerReport report, TaskCompletionSource<EndPoint> endpoint, CancellationToken stop)
     {
         using var channel = CreateChannel(options);
@@ -322,13 +330,16 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
             if (c.Pending.Count == 1)
             {
                 c.Writing = true;
-                channel.Write(c.Handle, c.Pending.Dequeue());
+                byte[] chunk = c.Pending.Dequeue();
+                c.PendingBytes -= chunk.Length;
+                channel.Write(c.Handle, chunk);
             }
             else if (c.Pending.Count > 1)
             {
                 var parts = new List<ReadOnlyMemory<byte>>();
                 while (parts.Count < MaxSegmentsPerWrite && c.Pending.TryDequeue(out byte[]? chunk))
                 {
+                    c.PendingBytes -= chunk.Length;
                     parts.Add(chunk);
                 }
                 c.Writing = true;
@@ -376,6 +387,14 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
                 {
                     case ChannelCommand.Receive when e.Result > 0:
                         c.Pending.Enqueue(channel.GetReceivedData(e).ToArray());
+                        c.PendingBytes += e.Result;
+                        if (!c.Paused && c.PendingBytes > HighWater)
+                        {
+                            // Data already taken still arrives; the rest waits in the socket.
+                            c.Paused = true;
+                            report.Pauses++;
+                            channel.StopReceive(c.Handle);
+                        }
                         Advance(c);
                         break;
                     case ChannelCommand.Receive when e.Result == 0:
@@ -388,6 +407,11 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
                     case ChannelCommand.Write when e.Succeeded:
                         c.Writing = false;
                         Advance(c);
+                        if (c.Paused && c.PendingBytes < LowWater && !c.Eof && !c.Closing)
+                        {
+                            c.Paused = false;
+                            channel.Receive(c.Handle);
+                        }
                         break;
                     case ChannelCommand.Write:
                         Abort(c, e);

@@ -90,6 +90,14 @@ public sealed unsafe partial class MegaPipeChannel
 
     private void ArmAccepts(HandleState listener)
     {
+        if (SocketsHoldProcessDescriptors && listener.AcceptsArmed < Options.AcceptDepth
+            && DescriptorBudget.Exhausted(Options.AcceptDepth - listener.AcceptsArmed))
+        {
+            // Keep the process's reserve of descriptors: pause as if accept had failed with EMFILE.
+            _synthetic.Enqueue(new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, -(int)Errno.EMFILE));
+            BackOffAccepts(listener);
+            return;
+        }
         while (listener.AcceptsArmed < Options.AcceptDepth)
         {
             Operation op = AllocateOperation(OperationKind.Accept, listener);

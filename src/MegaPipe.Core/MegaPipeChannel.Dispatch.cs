@@ -65,13 +65,16 @@ public sealed unsafe partial class MegaPipeChannel
         {
             ReturnLentBuffers();
             bool ranWork = RunPostedWork();
+            // Resumes accepting paused for lack of descriptors when its time has come, and
+            // otherwise waits no longer than that.
+            long waitNs = ApplyAcceptRetry(ranWork ? 0 : timeoutNs);
             int count = DrainSynthetic(events);
             if (count == 0 && _ring.CqReady() == 0)
             {
                 // After posted work, submit its commands and collect what is ready without
                 // blocking: the caller hears that work ran (a loop waiting without a timeout
                 // is stopped this way).
-                WaitForCompletions(ranWork ? 0 : timeoutNs);
+                WaitForCompletions(waitNs);
             }
             else if (_ring.PendingSubmissions != 0 || _ring.NeedsEnter)
             {
@@ -362,6 +365,11 @@ public sealed unsafe partial class MegaPipeChannel
         if (result >= 0)
         {
             HandleState accepted = AllocateHandle(HandleKind.Socket, result, isDirect, ownsDescriptor: true);
+            if (SocketsHoldProcessDescriptors)
+            {
+                accepted.HoldsProcessDescriptor = true;
+                DescriptorBudget.Acquire();
+            }
             accepted.PeerAddress ??= new byte[SocketAddressConverter.MaxSize];
             int length = (int)Math.Min(*op.SockaddrLength, (uint)SocketAddressConverter.MaxSize);
             new ReadOnlySpan<byte>(op.Sockaddr, length).CopyTo(accepted.PeerAddress);
@@ -390,15 +398,7 @@ public sealed unsafe partial class MegaPipeChannel
                 // handle closes or after a delay. Meanwhile connections wait in the backlog.
                 if (!listener.AcceptBackoff)
                 {
-                    listener.AcceptBackoff = true;
-                    _acceptBackoff.Add(listener);
-                    if (listener.AcceptsArmed > 0)
-                    {
-                        // The other armed accepts would take connections only to drop them (a
-                        // full direct-descriptor table fails after accepting): cancel them.
-                        CancelAccepts(listener);
-                    }
-                    ScheduleAcceptRetry();
+                    BackOffAccepts(listener);
                     events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, result);
                 }
                 return;
@@ -416,42 +416,60 @@ public sealed unsafe partial class MegaPipeChannel
         }
     }
 
-    // Listeners whose accepting paused for lack of descriptors.
+    // Listeners whose accepting paused for lack of descriptors, and when to retry them (Stopwatch
+    // ticks). No timer: a timer thread cannot be started when descriptors have run out, so
+    // Dispatch itself waits no longer than the retry time.
     private readonly List<HandleState> _acceptBackoff = new();
-    private Timer? _acceptRetryTimer;
-    private int _acceptRetryPending;
+    private long _acceptRetryAt;
+
+    private void BackOffAccepts(HandleState listener)
+    {
+        listener.AcceptBackoff = true;
+        _acceptBackoff.Add(listener);
+        if (listener.AcceptsArmed > 0)
+        {
+            // The other armed accepts would take connections only to drop them (a full
+            // direct-descriptor table fails after accepting): cancel them.
+            CancelAccepts(listener);
+        }
+        ScheduleAcceptRetry();
+    }
+
+    // Accepted and connected sockets take a process descriptor: without lightweight sockets, and
+    // on the epoll engine, whose lightweight sockets are emulated with regular descriptors.
+    private bool SocketsHoldProcessDescriptors => !Options.LightweightSockets || Engine == ChannelEngine.Epoll;
 
     private void ScheduleAcceptRetry()
+        => _acceptRetryAt = Stopwatch.GetTimestamp() + (long)(AcceptRetryDelay.TotalSeconds * Stopwatch.Frequency);
+
+    // Resumes accepting when its retry time has come; otherwise caps the wait (ns, -1 = none) at it.
+    private long ApplyAcceptRetry(long waitNs)
     {
-        _acceptRetryTimer ??= new Timer(static state => ((MegaPipeChannel)state!).OnAcceptRetryTimer(), this, Timeout.Infinite, Timeout.Infinite);
-        _acceptRetryTimer.Change(AcceptRetryDelay, Timeout.InfiniteTimeSpan);
+        if (_acceptBackoff.Count == 0)
+        {
+            return waitNs;
+        }
+        long remaining = _acceptRetryAt - Stopwatch.GetTimestamp();
+        if (remaining <= 0)
+        {
+            ResumeBackedOffAccepts();
+            return waitNs;
+        }
+        long remainingNs = (long)(remaining * 1e9 / Stopwatch.Frequency);
+        return waitNs < 0 || waitNs > remainingNs ? remainingNs : waitNs;
     }
 
-    // Timer thread: hand the retry to the owner thread.
-    private void OnAcceptRetryTimer()
-    {
-        if (_disposed || Interlocked.Exchange(ref _acceptRetryPending, 1) != 0)
-        {
-            return;
-        }
-        try
-        {
-            Post(AcceptRetryWorkItem.Instance);
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-    }
-
-    // Re-arms accepts paused for lack of descriptors (a handle closed, or the retry delay passed).
+    // Re-arms accepts paused for lack of descriptors (a handle closed, or the retry time came).
     private void ResumeBackedOffAccepts()
     {
-        Volatile.Write(ref _acceptRetryPending, 0);
         if (_acceptBackoff.Count == 0)
         {
             return;
         }
-        foreach (HandleState listener in _acceptBackoff)
+        // ArmAccepts may back off again (adding to the list), so work on a copy.
+        HandleState[] listeners = _acceptBackoff.ToArray();
+        _acceptBackoff.Clear();
+        foreach (HandleState listener in listeners)
         {
             listener.AcceptBackoff = false;
             if (listener.Status == HandleStatus.Open && listener.AcceptWanted)
@@ -459,15 +477,8 @@ public sealed unsafe partial class MegaPipeChannel
                 ArmAccepts(listener);
             }
         }
-        _acceptBackoff.Clear();
     }
 
-    private sealed class AcceptRetryWorkItem : IChannelWorkItem
-    {
-        public static readonly AcceptRetryWorkItem Instance = new();
-
-        public void Execute(MegaPipeChannel channel) => channel.ResumeBackedOffAccepts();
-    }
 
     private void OnConnectSocket(Operation op, HandleState state, int result, Span<CompletionEvent> events, ref int count)
     {
@@ -475,6 +486,11 @@ public sealed unsafe partial class MegaPipeChannel
         {
             state.Fd = result;
             state.IsDirect = Options.LightweightSockets;
+            if (SocketsHoldProcessDescriptors)
+            {
+                state.HoldsProcessDescriptor = true;
+                DescriptorBudget.Acquire();
+            }
         }
         if (state.Status != HandleStatus.Open || result < 0)
         {

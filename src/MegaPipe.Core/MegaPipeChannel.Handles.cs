@@ -228,6 +228,10 @@ public sealed partial class MegaPipeChannel
     private void FreeHandle(HandleState state)
     {
         bool freedDescriptor = state.Kind == HandleKind.Socket && state.OwnsDescriptor;
+        if (state.HoldsProcessDescriptor)
+        {
+            DescriptorBudget.Release();
+        }
         state.Reset();
         _freeHandles[_freeHandleCount++] = state.Index;
         _liveHandles--;

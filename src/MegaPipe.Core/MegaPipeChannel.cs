@@ -220,7 +220,6 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
             return;
         }
         _disposed = true;
-        _acceptRetryTimer?.Dispose();
         // Closing the ring cancels all requests and drops every direct descriptor.
         _ring.Dispose();
         foreach (HandleState? state in _handles)
@@ -228,6 +227,11 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
             if (state is null || state.Status == HandleStatus.Free)
             {
                 continue;
+            }
+            if (state.HoldsProcessDescriptor)
+            {
+                state.HoldsProcessDescriptor = false;
+                DescriptorBudget.Release();
             }
             ReleaseDescriptor(state, closeRegular: true);
         }

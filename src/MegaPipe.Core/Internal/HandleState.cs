@@ -38,6 +38,8 @@ internal sealed class HandleState
     public int InFlight;
     // The descriptor close has been submitted.
     public bool CloseSubmitted;
+    // The socket holds a process descriptor counted in DescriptorBudget.
+    public bool HoldsProcessDescriptor;
 
     // Listener: accepts are to be kept armed; how many are armed now.
     public bool AcceptWanted;
@@ -72,6 +74,7 @@ internal sealed class HandleState
         External = null;
         InFlight = 0;
         CloseSubmitted = false;
+        HoldsProcessDescriptor = false;
         AcceptWanted = false;
         AcceptsArmed = 0;
         AcceptBackoff = false;

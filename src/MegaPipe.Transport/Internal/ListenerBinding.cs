@@ -19,6 +19,8 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
     private volatile bool _stopRequested;
     // Accepting is stopped for the connection limit (channel thread only).
     private bool _acceptPaused;
+    // An accept failure was logged and no accept has succeeded since (channel thread only).
+    private bool _acceptFailing;
     private readonly SyncAcceptingItem _syncAccepting;
 
     public ListenerBinding(MegaPipeConnectionListener owner, ChannelThread thread, MegaPipeListener listener, int partition)
@@ -110,6 +112,7 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
         switch (completion.Command)
         {
             case ChannelCommand.Accept when completion.Succeeded:
+                _acceptFailing = false;
                 MegaPipeChannel channel = _thread.Channel;
                 if (_owner.Limiter is { } limiter && !limiter.TryAcquire())
                 {
@@ -133,7 +136,16 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
                 }
                 break;
             case ChannelCommand.Accept:
-                MegaPipeLog.AcceptFailed(_owner.Logger, _listener.LocalEndPoint, completion.Error);
+                // While descriptors stay short the channel keeps retrying: warn once per episode.
+                if (!_acceptFailing)
+                {
+                    _acceptFailing = true;
+                    MegaPipeLog.AcceptFailed(_owner.Logger, _listener.LocalEndPoint, completion.Error);
+                }
+                else
+                {
+                    MegaPipeLog.AcceptStillFailing(_owner.Logger, _listener.LocalEndPoint, completion.Error);
+                }
                 break;
             case ChannelCommand.Close:
                 _thread.Registrations--;

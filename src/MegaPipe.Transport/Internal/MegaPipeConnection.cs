@@ -22,6 +22,7 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     private const int PendingOutput = 1;
     private const int PendingResume = 2;
     private const int PendingAbort = 4;
+    private const int PendingGracefulAbort = 8;
 
     private static long s_lastId = DateTime.UtcNow.Ticks;
 
@@ -122,10 +123,13 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
 
     public MemoryPool<byte> MemoryPool => _thread.MemoryPool;
 
+    // An abort with a reason resets the connection (RST). Kestrel aborts without one to close
+    // gracefully, e.g. when the client half-closes (Kestrel takes a FIN for the client going away):
+    // then the connection ends with FIN after what the kernel already holds, as with the Sockets transport.
     public override void Abort(ConnectionAbortedException abortReason)
     {
         _abortReason ??= abortReason;
-        SchedulePending(PendingAbort);
+        SchedulePending(abortReason is null ? PendingGracefulAbort : PendingAbort);
     }
 
     public override async ValueTask DisposeAsync()
@@ -155,6 +159,10 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         if ((pending & PendingAbort) != 0)
         {
             BeginClose(abortive: true);
+        }
+        else if ((pending & PendingGracefulAbort) != 0)
+        {
+            BeginClose();
         }
         if ((pending & PendingOutput) != 0)
         {

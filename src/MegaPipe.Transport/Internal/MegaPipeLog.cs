@@ -46,6 +46,9 @@ internal static partial class MegaPipeLog
     [LoggerMessage(13, LogLevel.Debug, "Connection on {EndPoint} refused: the limit of {Max} connections is reached.", EventName = "ConnectionRefused")]
     public static partial void ConnectionRefused(ILogger logger, System.Net.EndPoint endPoint, long max);
 
+    [LoggerMessage(15, LogLevel.Debug, "Accepting on {EndPoint} still failing: {Errno}.", EventName = "AcceptStillFailing")]
+    public static partial void AcceptStillFailing(ILogger logger, System.Net.EndPoint endPoint, Errno errno);
+
     [LoggerMessage(10, LogLevel.Critical, "MegaPipe channel {Channel} failed; the process cannot continue safely.", EventName = "ChannelFailed")]
     public static partial void ChannelFailed(ILogger logger, int channel, Exception exception);
 }

@@ -26,6 +26,8 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
         SendECANCELED,
         SendECONNRESET,
         CqOverflow,
+        // Every fault the channel absorbs, together, with a CQ that overflows.
+        AllAbsorbed,
     }
 
     private const int Connections = 32;
@@ -79,6 +81,16 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
                 options.SubmissionQueueSize = 4;
                 options.CompletionQueueSize = 8;
                 injector.SkipReaping(FaultSchedule.EveryNth(2));
+                break;
+            case Fault.AllAbsorbed:
+                options.SubmissionQueueSize = 4;
+                options.CompletionQueueSize = 8;
+                injector.SkipReaping(FaultSchedule.Random(0.3));
+                injector.ShortWrites(FaultSchedule.Random(0.3));
+                injector.Fail(FaultTarget.Send, Errno.EAGAIN, FaultSchedule.Random(0.2));
+                injector.Fail(FaultTarget.Receive, Errno.ENOBUFS, FaultSchedule.Random(0.2));
+                injector.Fail(FaultTarget.Receive, Errno.EAGAIN, FaultSchedule.Random(0.2));
+                injector.Fail(FaultTarget.Receive, Errno.ECANCELED, FaultSchedule.EveryNth(2));
                 break;
         }
         return injector;
@@ -135,6 +147,7 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
     [InlineData(Fault.SendECANCELED)]
     [InlineData(Fault.SendECONNRESET)]
     [InlineData(Fault.CqOverflow)]
+    [InlineData(Fault.AllAbsorbed)]
     public async Task Echo_UnderFault_DeliversEveryByteOnceInOrder_OrClosesWithAnError(Fault fault)
     {
         var options = new ChannelOptions { ReceiveBufferCount = ReceiveBuffers };
@@ -178,15 +191,12 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
         }
 
         // The fault was injected, and the server saw it as the test expects.
-        if (fault == Fault.CqOverflow)
+        if (fault is Fault.CqOverflow or Fault.AllAbsorbed)
         {
             Assert.True(injector.ReapsSkipped > 0, summary);
             Assert.True(injector.OverflowsSeen > 0, $"the CQ never overflowed. {summary}");
         }
-        else
-        {
-            Assert.True(injector.Injected > 0, $"nothing was injected. {summary}");
-        }
+        Assert.All(injector.Rules, rule => Assert.True(rule.Injected > 0, $"{rule}: nothing was injected. {summary}"));
         Errno error = ExpectedError(fault);
         int failed = results.Count(r => r.Failed);
         if (error == Errno.None)

@@ -69,7 +69,7 @@ public sealed class MegaPipeTransportOptions
     /// <summary>
     /// The most connections each endpoint holds open at once; <see langword="null"/> for no limit.
     /// At the limit the channels stop accepting, so further connections wait in the listen backlog
-    /// (and are refused by the kernel once it is full) until connections close.
+    /// (the few the kernel had already accepted are held unread) until connections close.
     /// </summary>
     /// <remarks>Defaults to <see langword="null"/>.</remarks>
     public long? MaxConnections { get; set; }

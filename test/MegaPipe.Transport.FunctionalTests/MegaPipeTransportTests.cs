@@ -82,4 +82,78 @@ public sealed class MegaPipeTransportTests(ITestOutputHelper output) : Transport
         Assert.Equal(TestData.Sha256Hex(payload.Span), TestData.Sha256Hex(downloaded));
         await AssertServerServesAsync(server);
     }
+
+    // MaxConnections: at the limit the channels stop accepting; further connections wait in the
+    // backlog and are served as soon as connections close; Kestrel never sees more than the limit.
+    [Theory]
+    [InlineData(ChannelEngine.IoUring)]
+    [InlineData(ChannelEngine.Epoll)]
+    public async Task MaxConnections_ExtraConnectionsWaitInBacklog_ThenAreServed(ChannelEngine engine)
+    {
+        const int Max = 4;
+        int open = 0;
+        int peak = 0;
+        await using TestServer server = await TestServer.StartAsync(
+            TestTransport.MegaPipe,
+            app => CommonEndpoints.Map(app),
+            kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Use(next => async connection =>
+            {
+                int now = Interlocked.Increment(ref open);
+                int seen;
+                while (now > (seen = Volatile.Read(ref peak)) && Interlocked.CompareExchange(ref peak, now, seen) != seen)
+                {
+                }
+                try
+                {
+                    await next(connection);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref open);
+                }
+            })),
+            configureMegaPipe: options =>
+            {
+                options.MaxConnections = Max;
+                options.Engine = engine;
+            },
+            output: Output);
+
+        var held = new List<RawHttpConnection>();
+        for (int i = 0; i < Max; i++)
+        {
+            RawHttpConnection connection = await RawHttpConnection.ConnectAsync(server.EndPoint);
+            held.Add(connection);
+            Assert.Equal(200, (await connection.RequestAsync(RawHttpConnection.Get("/hello"))).StatusCode);
+        }
+        // The limit is reached: every channel paused accepting.
+        await server.Logs.WaitForAsync(e => e.EventId.Name == "ConnectionLimitReached");
+
+        // Two more connect (the kernel completes the handshake into the backlog) and ask.
+        var waiting = new List<RawHttpConnection>();
+        var answers = new List<Task<RawHttpResponse>>();
+        for (int i = 0; i < 2; i++)
+        {
+            RawHttpConnection connection = await RawHttpConnection.ConnectAsync(server.EndPoint);
+            waiting.Add(connection);
+            answers.Add(connection.RequestAsync(RawHttpConnection.Get("/hello")));
+        }
+
+        // Closing two held connections lets both in.
+        held[0].Dispose();
+        held[1].Dispose();
+        foreach (Task<RawHttpResponse> answer in answers)
+        {
+            RawHttpResponse response = await answer.WaitAsync(TestTimeouts.Default);
+            Assert.Equal(200, response.StatusCode);
+        }
+        Assert.True(Volatile.Read(ref peak) <= Max, $"Kestrel saw {peak} connections at once; the limit is {Max}");
+
+        foreach (RawHttpConnection connection in held.Skip(2).Concat(waiting))
+        {
+            connection.Dispose();
+        }
+        await AssertServerServesAsync(server);
+        Assert.True(Volatile.Read(ref peak) <= Max, $"Kestrel saw {peak} connections at once; the limit is {Max}");
+    }
 }

@@ -4,7 +4,8 @@ namespace MegaPipe.Transport.Internal;
 
 // MaxConnections of one listener. At the limit every channel stops accepting, so new connections
 // wait in the kernel's listen backlog instead of being taken and dropped; below it they accept
-// again. A connection the kernel accepted in the race is refused (closed at once).
+// again. A connection the kernel accepted in the race (accepts are armed ahead) is held unread by
+// its ListenerBinding until a slot frees.
 internal sealed class ConnectionLimiter
 {
     private readonly long _max;

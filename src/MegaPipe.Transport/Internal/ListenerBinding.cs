@@ -19,6 +19,8 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
     private volatile bool _stopRequested;
     // Accepting is stopped for the connection limit (channel thread only).
     private bool _acceptPaused;
+    // Connections accepted past the limit, waiting unread for a slot (channel thread only).
+    private readonly Queue<MegaPipeHandle> _deferred = new();
     // An accept failure was logged and no accept has succeeded since (channel thread only).
     private bool _acceptFailing;
     private readonly SyncAcceptingItem _syncAccepting;
@@ -37,7 +39,12 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
 
     private void ApplyLimit(MegaPipeChannel channel)
     {
-        if (_stopRequested || !_handle.IsValid || !channel.IsOpen(_handle) || _owner.Limiter is not { } limiter)
+        if (_owner.Limiter is not { } limiter)
+        {
+            return;
+        }
+        DrainDeferred(channel);
+        if (_stopRequested || !_handle.IsValid || !channel.IsOpen(_handle))
         {
             return;
         }
@@ -51,6 +58,49 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
             channel.Accept(_handle);
         }
         _acceptPaused = pause;
+    }
+
+    // Hands an accepted handle to Kestrel as a connection (its limit slot already taken).
+    private void StartConnection(MegaPipeChannel channel, MegaPipeHandle accepted)
+    {
+        var connection = new MegaPipeConnection(_thread, accepted, channel.GetLocalEndPoint(accepted), channel.GetRemoteEndPoint(accepted));
+        connection.Features.Set<IMegaPipeChannelFeature>(_thread.FileReader);
+        connection.Features.Set<IMegaPipeFileReader>(_thread.FileReader);
+        connection.Limiter = _owner.Limiter;
+        if (_stopRequested)
+        {
+            connection.Abort(new ConnectionAbortedException("The listener is unbinding."));
+        }
+        else
+        {
+            _owner.OnAccepted(connection);
+        }
+    }
+
+    // Starts held connections while the limit allows; on unbind closes them.
+    private void DrainDeferred(MegaPipeChannel channel)
+    {
+        while (_deferred.Count > 0)
+        {
+            MegaPipeHandle accepted = _deferred.Peek();
+            if (!channel.IsOpen(accepted))
+            {
+                _deferred.Dequeue();
+                continue;
+            }
+            if (_stopRequested)
+            {
+                _deferred.Dequeue();
+                channel.Close(accepted);
+                continue;
+            }
+            if (!_owner.Limiter!.TryAcquire())
+            {
+                return;
+            }
+            _deferred.Dequeue();
+            StartConnection(channel, accepted);
+        }
     }
 
     private sealed class SyncAcceptingItem(ListenerBinding binding) : IChannelWorkItem
@@ -95,6 +145,10 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
         }
         if (_stopRequested)
         {
+            if (_deferred.Count > 0)
+            {
+                DrainDeferred(channel);
+            }
             if (_handle.IsValid && channel.IsOpen(_handle))
             {
                 channel.Close(_handle);
@@ -114,26 +168,16 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
             case ChannelCommand.Accept when completion.Succeeded:
                 _acceptFailing = false;
                 MegaPipeChannel channel = _thread.Channel;
-                if (_owner.Limiter is { } limiter && !limiter.TryAcquire())
+                if (_owner.Limiter is { } limiter && (_deferred.Count > 0 || !limiter.TryAcquire()))
                 {
-                    // Accepted by the kernel in the race with StopAccept: refuse it.
-                    MegaPipeLog.ConnectionRefused(_owner.Logger, _listener.LocalEndPoint, limiter.Max);
+                    // Accepted by the kernel in the race with StopAccept (an accept was already
+                    // armed): hold it, unread, until the limit allows it; at most AcceptDepth wait.
                     channel.SetCookie(completion.Accepted, IgnoredEvents.Instance);
-                    channel.Close(completion.Accepted);
+                    _deferred.Enqueue(completion.Accepted);
+                    MegaPipeLog.ConnectionDeferred(_owner.Logger, _listener.LocalEndPoint, limiter.Max);
                     break;
                 }
-                var connection = new MegaPipeConnection(_thread, completion.Accepted, channel.GetLocalEndPoint(completion.Accepted), channel.GetRemoteEndPoint(completion.Accepted));
-                connection.Features.Set<IMegaPipeChannelFeature>(_thread.FileReader);
-                connection.Features.Set<IMegaPipeFileReader>(_thread.FileReader);
-                connection.Limiter = _owner.Limiter;
-                if (_stopRequested)
-                {
-                    connection.Abort(new ConnectionAbortedException("The listener is unbinding."));
-                }
-                else
-                {
-                    _owner.OnAccepted(connection);
-                }
+                StartConnection(channel, completion.Accepted);
                 break;
             case ChannelCommand.Accept:
                 // While descriptors stay short the channel keeps retrying: warn once per episode.

@@ -145,7 +145,18 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     {
         if (Interlocked.Or(ref _pending, flag) == 0)
         {
-            _thread.Post(this);
+            try
+            {
+                _thread.Post(this);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The channel is disposed only once all its connections are closed, so this one is
+                // too and nothing is left to do. It happens when the connection closed first (the
+                // peer went away) and Kestrel completes the output later, in DisposeAsync: the
+                // pending output read then calls back on the thread pool, possibly after the server
+                // has stopped and the channel is gone. An exception there would kill the process.
+            }
         }
     }
 

@@ -43,8 +43,8 @@ internal static partial class MegaPipeLog
     [LoggerMessage(12, LogLevel.Debug, "Connection limit {Max} reached on {EndPoint}: accepting paused, new connections wait in the backlog.", EventName = "ConnectionLimitReached")]
     public static partial void ConnectionLimitReached(ILogger logger, long max, System.Net.EndPoint endPoint);
 
-    [LoggerMessage(13, LogLevel.Debug, "Connection on {EndPoint} refused: the limit of {Max} connections is reached.", EventName = "ConnectionRefused")]
-    public static partial void ConnectionRefused(ILogger logger, System.Net.EndPoint endPoint, long max);
+    [LoggerMessage(13, LogLevel.Debug, "Connection on {EndPoint} accepted at the limit of {Max} connections: held until one closes.", EventName = "ConnectionDeferred")]
+    public static partial void ConnectionDeferred(ILogger logger, System.Net.EndPoint endPoint, long max);
 
     [LoggerMessage(15, LogLevel.Debug, "Accepting on {EndPoint} still failing: {Errno}.", EventName = "AcceptStillFailing")]
     public static partial void AcceptStillFailing(ILogger logger, System.Net.EndPoint endPoint, Errno errno);

@@ -147,7 +147,11 @@ public sealed class MegaPipeClient(PingPongOptions options)
                         case ChannelCommand.Connect:
                         case ChannelCommand.Write:
                         case ChannelCommand.Read:
-                            Interlocked.Increment(ref _errors);
+                            // The first few failures go to stderr: a driver reports errors, this says which.
+                            if (Interlocked.Increment(ref _errors) <= 3)
+                            {
+                                Console.Error.WriteLine($"client: {ev}");
+                            }
                             ch.Close(c.Handle);
                             break;
                     }

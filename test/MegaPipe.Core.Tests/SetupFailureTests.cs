@@ -118,7 +118,7 @@ public class SetupFailureTests
         Assert.Contains("EPERM", error.Message, StringComparison.Ordinal);
 
         // Only that thread was filtered.
-        using var channel = MegaPipeChannel.Create();
+        using var channel = MegaPipeChannel.Create(new ChannelOptions { Engine = ChannelEngine.IoUring });
         Assert.Equal(ChannelEngine.IoUring, channel.Engine);
     }
 
@@ -139,6 +139,7 @@ public class SetupFailureTests
     {
         MegaPipeException error = Assert.Throws<MegaPipeException>(() => MegaPipeChannel.Create(new ChannelOptions
         {
+            Engine = ChannelEngine.IoUring,
             SubmissionQueueSize = 64,
             CompletionQueueSize = 8,
         }));

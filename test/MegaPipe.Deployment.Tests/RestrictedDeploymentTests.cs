@@ -152,6 +152,31 @@ public sealed class RestrictedDeploymentTests
         AssertNoFailures(app);
     }
 
+    // Another process already listening on the port: MegaPipe's partitions use SO_REUSEPORT, which
+    // could silently share (or steal) a port another SO_REUSEPORT server holds; the app must refuse
+    // to start with Kestrel's own address-in-use error instead, as on the Sockets transport, and
+    // the first server keeps every connection.
+    [Theory]
+    [InlineData("megapipe", "megapipe")]
+    [InlineData("sockets", "megapipe")]
+    [InlineData("megapipe", "sockets")]
+    public async Task PortHeldByAnotherProcess_StartFailsWithAddressInUse_FirstServerKeepsThePort(string first, string second)
+    {
+        await using WebAppProcess holder = await WebAppProcess.StartAsync(false, 0, "--transport", first);
+        (int exitCode, string output) = await WebAppProcess.RunExpectingStartupFailureAsync(holder.BaseAddress.ToString().TrimEnd('/'), "--transport", second);
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("address already in use", output, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("AddressInUseException", output, StringComparison.Ordinal);
+
+        // Every new connection still reaches the first server.
+        for (int i = 0; i < 32; i++)
+        {
+            using Socket socket = await ConnectAsync(holder.EndPoint);
+            await AssertPlaintextAsync(socket, holder);
+        }
+        Assert.Equal(0, await holder.StopAsync());
+    }
+
     private static async Task<Socket> ConnectAsync(IPEndPoint endPoint)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };

@@ -33,7 +33,31 @@ public sealed partial class WebAppProcess : IAsyncDisposable
 
     public IReadOnlyCollection<string> Output => _output.ToArray();
 
-    public static async Task<WebAppProcess> StartAsync(bool denyIoUring = false, int nofile = 0, params string[] appArguments)
+    public static Task<WebAppProcess> StartAsync(bool denyIoUring = false, int nofile = 0, params string[] appArguments)
+        => StartAsync(denyIoUring, nofile, "http://127.0.0.1:0", appArguments);
+
+    /// <summary>Runs the app on <paramref name="urls"/> expecting it to fail at start-up; returns its exit code and output.</summary>
+    public static async Task<(int ExitCode, string Output)> RunExpectingStartupFailureAsync(string urls, params string[] appArguments)
+    {
+        try
+        {
+            await using WebAppProcess app = await StartAsync(false, 0, urls, appArguments);
+            Assert.Fail($"the app started on {urls}:\n{app.OutputText}");
+            throw new InvalidOperationException();
+        }
+        catch (StartupFailedException e)
+        {
+            return (e.ExitCode, e.Output);
+        }
+    }
+
+    public sealed class StartupFailedException(int exitCode, string output) : Exception($"the web app exited with {exitCode} before listening:\n{output}")
+    {
+        public int ExitCode { get; } = exitCode;
+        public string Output { get; } = output;
+    }
+
+    private static async Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments)
     {
         string webApp = typeof(WebAppProcess).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "WebAppPath").Value!;
         Assert.True(File.Exists(webApp), $"{webApp} is missing: the test project builds samples/WebApp first");
@@ -58,7 +82,7 @@ public sealed partial class WebAppProcess : IAsyncDisposable
         info.ArgumentList.Add(DotnetHost());
         info.ArgumentList.Add(webApp);
         info.ArgumentList.Add("--urls");
-        info.ArgumentList.Add("http://127.0.0.1:0");
+        info.ArgumentList.Add(urls);
         foreach (string argument in appArguments)
         {
             info.ArgumentList.Add(argument);
@@ -78,7 +102,12 @@ public sealed partial class WebAppProcess : IAsyncDisposable
         {
             Task exited = app._process.WaitForExitAsync();
             Task first = await Task.WhenAny(app._listening.Task, exited).WaitAsync(Timeout);
-            Assert.True(first == app._listening.Task, $"the web app exited with {(app._process.HasExited ? app._process.ExitCode : 0)} before listening:\n{app.OutputText}");
+            if (first != app._listening.Task)
+            {
+                // Let the output readers finish before reporting it.
+                await app._process.WaitForExitAsync().WaitAsync(Timeout);
+                throw new StartupFailedException(app._process.ExitCode, app.OutputText);
+            }
             app.BaseAddress = await app._listening.Task;
             return app;
         }

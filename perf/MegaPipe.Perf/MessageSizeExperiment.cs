@@ -60,7 +60,7 @@ public sealed class MessageSizeExperiment : MicroExperiment
     public override IEnumerable<string> Headlines(ResultFile r)
     {
         double[] xs = MicroReport.Xs(r);
-        yield return "msgsize: megapipe / sockets throughput " + string.Join(", ", xs.Select(x => $"{Size(x)} {Ratio(r.Median("megapipe", x, m => m.Throughput) / r.Median("sockets", x, m => m.Throughput))}"))
-            + "; kestrel-megapipe / kestrel-sockets " + string.Join(", ", xs.Select(x => $"{Size(x)} {Ratio(r.Median("kestrel-megapipe", x, m => m.Throughput) / r.Median("kestrel-sockets", x, m => m.Throughput))}"));
+        string Ratios(string a, string b, Func<Measurement, double> value) => string.Join(", ", xs.Select(x => $"{Size(x)} {Ratio(r.Median(a, x, value) / r.Median(b, x, value))}"));
+        yield return $"msgsize: megapipe / sockets throughput {Ratios("megapipe", "sockets", m => m.Throughput)} (server CPU per transaction {Ratios("megapipe", "sockets", m => m.ServerCpuUsPerOp)}); kestrel-megapipe / kestrel-sockets throughput {Ratios("kestrel-megapipe", "kestrel-sockets", m => m.Throughput)}";
     }
 }

@@ -22,11 +22,18 @@ public abstract class MicroExperiment : IExperiment
 
     protected virtual int ServerCpuCount(PerfSettings settings) => 1;
 
-    public virtual PerfSettings Configure(PerfSettings settings) => settings.WithDefaults(3, 2, 1);
+    // Three rounds of 1.5 s per run, so that `all` stays within about 20 minutes on two cores: with
+    // the servers started once per round and warmed up by an unrecorded run each, half a second is
+    // enough for the client's connections to reach their steady state. Longer runs: --seconds.
+    public virtual PerfSettings Configure(PerfSettings settings) => settings.WithDefaults(3, 1.5, 0.5);
 
     public int Steps(PerfSettings settings) => settings.Rounds * Variants(settings).Count * (Points(settings).Length + 1);
 
-    protected IReadOnlyList<PingPongBench.Variant> Variants(PerfSettings settings) => AllVariants.Where(v => settings.Wants(v.Name)).ToList();
+    // Variants measured unless --variants names others (e.g. the breakdown's sockets reference).
+    protected virtual bool IsDefault(string variant) => true;
+
+    protected IReadOnlyList<PingPongBench.Variant> Variants(PerfSettings settings)
+        => AllVariants.Where(v => settings.Variants is null ? IsDefault(v.Name) : settings.Wants(v.Name)).ToList();
 
     protected int[] Points(PerfSettings settings) => settings.Points ?? DefaultPoints;
 

@@ -111,6 +111,12 @@ public static class MicroReport
         md.Line();
     }
 
+    // For a load generator measured as a whole (wrk, memcaslap).
+    public static string LoadGeneratorVerdict(double clientBusy, double otherCpus) =>
+        otherCpus >= 0.25 ? $"Other processes took {N(otherCpus, "F2")} CPUs during the median run, so both sides were partly waiting for CPU time: no saturation verdict; measure again on a quieter machine."
+        : clientBusy >= 0.9 ? "It was saturated: the throughput is bounded by the load generator as much as by the servers, and the server CPU per operation is the fair comparison."
+        : "It had spare CPU, so the throughput measures the servers.";
+
     // Why the numbers differ from the paper's, from what was measured.
     public static void Differences(Markdown md, ResultFile r, string baseline, string megapipe)
     {

@@ -92,7 +92,7 @@ public sealed class NginxExperiment : IExperiment
         md.Heading(2, "How close to saturation");
         double wrk = Stats.Median(r.Measurements.Select(m => m.ClientBusy));
         md.Paragraph($"wrk (one thread, C) ran at a median {Percent(wrk)} of its CPU; the servers at {string.Join(", ", variants.Select(v => $"{v} {Percent(r.Median(v, 0, m => m.ServerBusy))}"))}. " +
-            (wrk >= 0.9 ? "wrk was saturated: the throughput ratios understate the faster servers, and the server CPU per request is the fair comparison." : "wrk had spare CPU, so the throughput measures the servers."));
+            MicroReport.LoadGeneratorVerdict(wrk, Stats.Median(r.Measurements.Select(m => m.OtherCpus))));
         md.Heading(2, "Why these numbers differ from the paper's");
         md.Bullet($"The talk reports \"75%\" improvement for nginx with MegaPipe, on its 8-core server with clients on other machines; that is nginx itself ported to MegaPipe, against nginx on BSD sockets. Here nginx is Debian's unmodified nginx (epoll, BSD sockets), and the MegaPipe side is a different server (ASP.NET Core's Kestrel with samples/StaticServer), so the comparison mixes the API with two different HTTP stacks: the ratio megapipe / sockets (same server, two transports: {Ratio(T("megapipe") / T("sockets"))}) is the transport's share of the difference.");
         md.Bullet($"One server CPU and one wrk CPU ({r.Machine.Cpus} CPUs in all), over loopback: the paper's experiment scaled nginx over cores, which this machine cannot show.");

@@ -55,11 +55,13 @@ public sealed class PingPongBench : IDisposable
     public Measurement Measure(string variant, int round, double x, int size, int transactionsPerConnection, int connections, string group = "", double? seconds = null, double? warmup = null)
     {
         (Variant v, Process server, int port) = _servers.First(s => s.Variant.Name == variant);
+        var total = Stopwatch.StartNew();
         double measure = seconds ?? _settings.Seconds;
         double warm = warmup ?? _settings.Warmup;
         _client.StandardInput.WriteLine(FormattableString.Invariant(
             $"run --port {port} --threads {Plan.Client.Length} --cpus {Plan.ClientList} --connections {connections} --size {size} --transactions {transactionsPerConnection} --warmup {warm} --duration {measure}"));
         ProcessRunner.WaitForLine(_client, l => l == "measuring", TimeSpan.FromSeconds(warm + 30));
+        double tMeasuring = total.Elapsed.TotalSeconds;
         server.StandardInput.WriteLine("mark");
         ProcessRunner.WaitForLine(server, l => l == "marked", TimeSpan.FromSeconds(10));
         SystemCpu system0 = SystemCpu.Read();
@@ -77,7 +79,12 @@ public sealed class PingPongBench : IDisposable
         double systemCpu = SystemCpu.Read().BusySeconds - system0.BusySeconds;
         server.StandardInput.WriteLine("stats");
         string serverJson = ProcessRunner.WaitForLine(server, l => l.StartsWith('{'), TimeSpan.FromSeconds(10));
+        double tStats = total.Elapsed.TotalSeconds;
         long? calls = syscalls.Result;
+        if (Environment.GetEnvironmentVariable("PERF_TRACE") is not null)
+        {
+            Progress.Log(FormattableString.Invariant($"trace: measuring at {tMeasuring:F3}, window {window:F3}, stats at {tStats:F3}, perf done at {total.Elapsed.TotalSeconds:F3}"));
+        }
 
         using JsonDocument c = JsonDocument.Parse(clientJson);
         using JsonDocument s = JsonDocument.Parse(serverJson);

@@ -24,20 +24,26 @@ public static class Readme
             Progress.Warn($"README.md has no {Begin} ... {End} block: not updated");
             return;
         }
+        // Grouped by the command that produced them: `all` gives one group.
+        var results = experiments.Select(e => (Experiment: e, Result: ResultFile.Load(settings.ResultPath(e.Name + ".json")))).ToList();
         var sb = new StringBuilder();
         sb.AppendLine(Begin);
-        foreach (IExperiment e in experiments)
+        foreach (var group in results.Where(x => x.Result is not null).GroupBy(x => x.Result!.Command))
         {
-            ResultFile? r = ResultFile.Load(settings.ResultPath(e.Name + ".json"));
-            if (r is null)
+            sb.AppendLine($"From `{group.Key}` ({group.First().Result!.StartedUtc:yyyy-MM-dd}, {group.First().Result!.Machine.Cpus} CPUs):");
+            sb.AppendLine();
+            foreach ((IExperiment e, ResultFile? r) in group)
             {
-                sb.AppendLine($"- {e.Name}: not run yet.");
-                continue;
+                foreach (string headline in e.Headlines(r!))
+                {
+                    sb.AppendLine($"- {headline} ([{e.Name}.md](perf/results/{e.Name}.md))");
+                }
             }
-            foreach (string headline in e.Headlines(r))
-            {
-                sb.AppendLine($"- {headline} ([{e.Name}.md](perf/results/{e.Name}.md); `{r.Command}`, {r.StartedUtc:yyyy-MM-dd})");
-            }
+            sb.AppendLine();
+        }
+        foreach ((IExperiment e, _) in results.Where(x => x.Result is null))
+        {
+            sb.AppendLine($"- {e.Name}: not run yet.");
         }
         text = text[..begin] + sb.ToString() + text[end..];
         File.WriteAllText(path, text);

@@ -114,15 +114,6 @@ public sealed class PingPongBench : IDisposable
         };
     }
 
-    // An unrecorded run per server: JIT tiering, pools and caches settle before the first measurement.
-    public void WarmUp(int size, int transactionsPerConnection, int connections)
-    {
-        foreach (var s in _servers)
-        {
-            Measure(s.Variant.Name, 0, 0, size, transactionsPerConnection, connections, seconds: Math.Max(0.5, _settings.Warmup), warmup: 0.2);
-        }
-    }
-
     public static string Describe(Measurement m) => string.Create(CultureInfo.InvariantCulture,
         $"{m.Throughput,10:F0}/s  {m.SyscallsPerOp,6:F3} syscalls  {m.ServerCpuUsPerOp,6:F2} µs server CPU  server {m.ServerBusy,4:P0} client {m.ClientBusy,4:P0} busy  other {m.OtherCpus:F2} CPUs{(m.Errors > 0 ? $"  ERRORS {m.Errors}" : "")}");
 

@@ -15,6 +15,9 @@ public static partial class ProcessRunner
     // as it comes also keeps a chatty process from blocking on a full pipe.
     private static readonly ConcurrentDictionary<int, StringBuilder> s_stderr = new();
 
+    // Every process started and not yet stopped, so that an interrupted run leaves no server behind.
+    private static readonly ConcurrentDictionary<int, Process> s_live = new();
+
     // What every .NET process of an experiment runs with. Call counting at once: on one CPU the
     // runtime otherwise waits 10 x 100 ms without new tier-0 code before counting calls for tier 1,
     // and a short warm-up would measure tier-0 code. MEGAPIPE_ENGINE: the benchmarks measure
@@ -45,6 +48,7 @@ public static partial class ProcessRunner
             }
         }
         Process p = Process.Start(info) ?? throw new InvalidOperationException($"could not start {file}");
+        s_live[p.Id] = p;
         var stderr = s_stderr[p.Id] = new StringBuilder();
         p.ErrorDataReceived += (_, e) =>
         {
@@ -145,6 +149,7 @@ public static partial class ProcessRunner
     {
         try
         {
+            s_live.TryRemove(p.Id, out _);
             if (!p.HasExited)
             {
                 p.Kill(entireProcessTree: true);
@@ -153,6 +158,15 @@ public static partial class ProcessRunner
         }
         catch (InvalidOperationException)
         {
+        }
+    }
+
+    // On Ctrl-C, SIGTERM or exit: the servers and load generators this run started.
+    public static void StopAll()
+    {
+        foreach (Process p in s_live.Values)
+        {
+            Stop(p);
         }
     }
 

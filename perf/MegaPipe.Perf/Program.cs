@@ -14,6 +14,7 @@
 // interleaved, round by round, and the reports give ratios, because absolute figures on a shared
 // machine drift.
 using MegaPipe.Perf;
+using System.Runtime.InteropServices;
 using Spectre.Console;
 using Progress = MegaPipe.Perf.Progress;
 
@@ -65,6 +66,32 @@ if (report)
     return 0;
 }
 
+// An interrupted run must not leave servers listening.
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, _ => ProcessRunner.StopAll());
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => ProcessRunner.StopAll());
+AppDomain.CurrentDomain.ProcessExit += (_, _) => ProcessRunner.StopAll();
+
+// What the experiments need beyond .NET; each also refuses to run, with the same message, without its own.
+(string Tool, string Package, string[] For)[] tools =
+[
+    ("/usr/bin/taskset", "util-linux", paper),
+    ("/usr/bin/perf", "linux-perf (system calls are not counted without it)", paper),
+    ("/usr/bin/wrk", "wrk", ["nginx", "web", "static"]),
+    (NginxServer.Executable, "nginx-light", ["nginx", "static"]),
+    ("/usr/bin/memcached", "memcached (the reference server)", ["memcached"]),
+];
+foreach ((string tool, string package, string[] usedBy) in tools)
+{
+    if (names.Any(usedBy.Contains) && !File.Exists(tool))
+    {
+        Progress.Warn($"{tool} is missing: apt-get install {package}");
+    }
+}
+if (names.Contains("memcached") && MemcachedExperiment.FindLoadGenerator() is null)
+{
+    Progress.Warn("memcaslap (libmemcached's memaslap) is missing: apt-get install libmemcached-tools; the memcached experiment will not run");
+}
+
 var configured = selected.Select(e => (Experiment: e, Settings: e.Configure(settings))).ToArray();
 int totalSteps = configured.Sum(c => c.Experiment.Steps(c.Settings));
 AnsiConsole.MarkupLine(Markup.Escape($"{string.Join(", ", names)}: {totalSteps} measured runs on CPUs {CpuSet.Format(settings.Cpus)}; results in {settings.ResultsDirectory}; load average now {MachineInfo.ReadLoadAverage()}"));
@@ -82,8 +109,12 @@ AnsiConsole.Progress()
             tasks[i].StartTask();
             try
             {
-                e.Run(s, new Progress(tasks[i], overall));
+                ResultFile? result = e.Run(s, new Progress(tasks[i], overall));
                 Progress.Log($"{e.Name}: wrote {s.ResultPath(e.Name + ".md")}");
+                foreach (string headline in result is null ? [] : e.Headlines(result))
+                {
+                    AnsiConsole.MarkupLine($"[bold]{Markup.Escape(headline)}[/]");
+                }
             }
             catch (Exception ex) when (configured.Length > 1 && ex is not OutOfMemoryException)
             {

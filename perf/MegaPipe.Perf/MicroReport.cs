@@ -87,6 +87,16 @@ public static class MicroReport
             "Other processes = the machine's busy time (/proc/stat user + nice + system) minus the server's and the client's: what other users of this shared machine took during the runs.");
         foreach (string v in VariantNames(r))
         {
+            var shares = r.Measurements.Where(m => m.Variant == v && m.SharedCpus).ToList();
+            if (shares.Count > 0)
+            {
+                // On shared CPUs: together server and client can use at most all of them.
+                double together = Stats.Median(shares.Select(m => m.ServerBusy + m.ClientBusy * m.ClientCpus / m.ServerCpus));
+                double otherShared = Stats.Median(shares.Select(m => m.OtherCpus));
+                md.Bullet(otherShared >= 0.25
+                    ? $"{v} on shared CPUs: other processes took {N(otherShared, "F2")} CPUs (median): no saturation verdict."
+                    : $"{v} on shared CPUs: server and client together kept them {Percent(together)} busy (median), the server's share {Percent(Stats.Median(shares.Select(m => m.ServerBusy)))}{(together >= 0.9 ? "; the CPUs were saturated, so a cheaper server also left more CPU to the client" : "")}.");
+            }
             var ms = r.Measurements.Where(m => m.Variant == v && !m.SharedCpus).ToList();
             if (ms.Count == 0)
             {
@@ -141,7 +151,7 @@ public static class MicroReport
                 md.Bullet($"The baseline is .NET's System.Net.Sockets (async/await continuations dispatched by the runtime's epoll thread), not the paper's C event loop over epoll: it makes {N(calls, "F2")} system calls and allocates {N(Stats.Median(b.Select(m => m.AllocBytesPerOp)), "F0")} bytes per transaction (medians).");
             }
         }
-        md.Bullet($"Shared machine: other processes used {N(Stats.Median(r.Measurements.Select(m => m.OtherCpus)), "F2")} CPUs during the median run and {N(Stats.Max(r.Measurements.Select(m => m.OtherCpus)), "F2")} at most; variants are interleaved and their order rotated every round so that such load spreads over all of them. Per-round spread of the throughput (max − min over median): {string.Join(", ", VariantNames(r).Select(v => $"{v} {N(Stats.Median(r.Measurements.Where(m => m.Variant == v).GroupBy(m => (m.X, m.Group)).Select(g => Stats.Spread(g.Select(m => m.Throughput)))) * 100, "F0")} %"))} (median over points).");
+        md.Bullet($"Shared machine: other processes used {N(Stats.Median(r.Measurements.Select(m => m.OtherCpus)), "F2")} CPUs during the median run and {N(Stats.Max(r.Measurements.Select(m => m.OtherCpus)), "F2")} at most; variants are interleaved and their order rotated every round so that such load spreads over all of them." + (r.Rounds < 2 ? "" : $" Per-round spread of the throughput (max − min over median): {string.Join(", ", VariantNames(r).Select(v => $"{v} {N(Stats.Median(r.Measurements.Where(m => m.Variant == v).GroupBy(m => (m.X, m.Group)).Select(g => Stats.Spread(g.Select(m => m.Throughput)))) * 100, "F0")} %"))} (median over points)."));
         md.Line();
     }
 }

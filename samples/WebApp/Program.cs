@@ -2,7 +2,12 @@
 //   dotnet run -c Release --project samples/WebApp                       (MegaPipe, 127.0.0.1:5000)
 //   dotnet run -c Release --project samples/WebApp -- --transport sockets (Kestrel's Sockets transport)
 // Transport options bind from the "MegaPipe" section, e.g. --MegaPipe:UnsafeInlineScheduling true.
+// --diagnostics (or WebApp:Diagnostics=true) maps GET /_diag for soak runs: see Diagnostics.cs and perf/soak.
+bool diagnostics = Diagnostics.IsEnabled(ref args);
 var builder = WebApplication.CreateBuilder(args);
+diagnostics |= string.Equals(builder.Configuration["WebApp:Diagnostics"], "true", StringComparison.OrdinalIgnoreCase);
+// Started before the server so that Kestrel's up-down counters are summed from their first change.
+using Diagnostics? diag = diagnostics ? new Diagnostics() : null;
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
 builder.Logging.AddFilter("MegaPipe.Transport", LogLevel.Information);
 builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
@@ -33,6 +38,7 @@ app.MapGet("/plaintext", (HttpContext context) =>
     return context.Response.Body.WriteAsync(hello).AsTask();
 });
 app.MapGet("/json", () => Results.Json(new { message = "Hello, World!" }));
+diag?.Map(app);
 app.MapGet("/", () => Results.Text($"MegaPipe.NET sample web app on the {transport} transport: try /plaintext, /json, /index.html\n"));
 
 app.Run();

@@ -34,9 +34,12 @@ public static class Readme
             sb.AppendLine();
             foreach ((IExperiment e, ResultFile? r) in group)
             {
-                foreach (string headline in e.Headlines(r!))
+                // A run that shared the machine with other work says so next to its figures.
+                double other = Stats.Median(r!.Measurements.Select(m => m.OtherCpus));
+                string busy = other >= 0.25 ? $" **Other processes took {Markdown.N(other, "F2")} CPUs during the median run: not trustworthy, run again on a quiet machine.**" : "";
+                foreach (string headline in e.Headlines(r))
                 {
-                    sb.AppendLine($"- {headline} ([{e.Name}.md](perf/results/{e.Name}.md))");
+                    sb.AppendLine($"- {headline} ([{e.Name}.md](perf/results/{e.Name}.md)){busy}");
                 }
             }
             sb.AppendLine();

@@ -115,6 +115,11 @@ AnsiConsole.Progress()
                 {
                     AnsiConsole.MarkupLine($"[bold]{Markup.Escape(headline)}[/]");
                 }
+                double other = result is null ? 0 : Stats.Median(result.Measurements.Select(m => m.OtherCpus));
+                if (other >= 0.25)
+                {
+                    Progress.Warn($"{e.Name}: other processes took {other:F2} CPUs during the median run; these figures are not trustworthy");
+                }
             }
             catch (Exception ex) when (configured.Length > 1 && ex is not OutOfMemoryException)
             {

@@ -473,6 +473,7 @@ public sealed unsafe partial class MegaPipeChannel
         sqe->opcode = IORING_OP_CLOSE;
         if (state.IsDirect)
         {
+            Volatile.Write(ref _registeredFilesInUse, _registeredFilesInUse - 1);
             sqe->fd = 0;
             sqe->file_index = (uint)state.Fd + 1;
         }

@@ -365,6 +365,10 @@ public sealed unsafe partial class MegaPipeChannel
         if (result >= 0)
         {
             HandleState accepted = AllocateHandle(HandleKind.Socket, result, isDirect, ownsDescriptor: true);
+            if (isDirect)
+            {
+                Volatile.Write(ref _registeredFilesInUse, _registeredFilesInUse + 1);
+            }
             if (SocketsHoldProcessDescriptors)
             {
                 accepted.HoldsProcessDescriptor = true;
@@ -486,6 +490,10 @@ public sealed unsafe partial class MegaPipeChannel
         {
             state.Fd = result;
             state.IsDirect = Options.LightweightSockets;
+            if (state.IsDirect)
+            {
+                Volatile.Write(ref _registeredFilesInUse, _registeredFilesInUse + 1);
+            }
             if (SocketsHoldProcessDescriptors)
             {
                 state.HoldsProcessDescriptor = true;

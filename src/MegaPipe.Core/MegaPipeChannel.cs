@@ -154,6 +154,12 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
     /// <summary>Live handles (registered and not yet fully closed).</summary>
     public int HandleCount => _liveHandles;
 
+    /// <summary>Slots of the registered file table in use by lightweight sockets (readable from any thread).</summary>
+    public int RegisteredFilesInUse => Volatile.Read(ref _registeredFilesInUse);
+
+    // Direct descriptors held: counted when an accept or connect gives one, uncounted when its close is submitted.
+    private int _registeredFilesInUse;
+
     /// <summary>Channel-owned receive buffers not currently lent out.</summary>
     public int ReceiveBuffersAvailable => _buffers.Available;
 
@@ -207,6 +213,29 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
 
     /// <summary>The CPU the calling thread runs on now.</summary>
     public static int CurrentCpu => Interop.sched_getcpu();
+
+    /// <summary>
+    /// The CPU ids the calling thread may run on (its affinity mask), in ascending order. Under
+    /// <c>taskset -c 2,3</c> this is [2, 3], where <see cref="Environment.ProcessorCount"/> is 2.
+    /// </summary>
+    public static int[] AllowedCpus()
+    {
+        ulong* mask = stackalloc ulong[16];
+        new Span<ulong>(mask, 16).Clear();
+        if (Interop.sched_getaffinity(0, 16 * sizeof(ulong), mask) != 0)
+        {
+            return Enumerable.Range(0, Environment.ProcessorCount).ToArray();
+        }
+        var cpus = new List<int>();
+        for (int cpu = 0; cpu < 16 * 64; cpu++)
+        {
+            if ((mask[cpu / 64] & (1UL << (cpu % 64))) != 0)
+            {
+                cpus.Add(cpu);
+            }
+        }
+        return cpus.ToArray();
+    }
 
     /// <summary>
     /// Closes the ring (mp_destroy). The kernel cancels every request in flight; descriptors the

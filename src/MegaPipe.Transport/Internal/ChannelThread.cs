@@ -40,6 +40,10 @@ internal sealed class ChannelThread
     private int _liveConnections;
     public long LiveConnections => Volatile.Read(ref _liveConnections);
     public ChannelCounters Counters => _channel?.Counters ?? default;
+    // Live handles, registered-file slots in use and free receive buffers (approximate when read off the channel thread).
+    public long Handles => _channel?.HandleCount ?? 0;
+    public long RegisteredFiles => _channel?.RegisteredFilesInUse ?? 0;
+    public long ReceiveBuffersAvailable => _channel?.ReceiveBuffersAvailable ?? 0;
     // Loop turns: Dispatch calls returned (written on the channel thread, read anywhere).
     private long _dispatchCount;
     public long DispatchCount => Volatile.Read(ref _dispatchCount);
@@ -80,7 +84,9 @@ internal sealed class ChannelThread
         MegaPipeChannel channel;
         try
         {
-            int cpu = Options.PinChannelThreads ? Index % Environment.ProcessorCount : -1;
+            // Channel i on the i-th CPU the process may use (not CPU id i: under taskset the ids need not start at 0).
+            int[] allowed = Options.PinChannelThreads ? MegaPipeChannel.AllowedCpus() : [];
+            int cpu = allowed.Length > 0 ? allowed[Index % allowed.Length] : -1;
             channel = _channel = MegaPipeChannel.Create(new ChannelOptions
             {
                 Batching = Options.Batching,

@@ -4,6 +4,7 @@ using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http.Features;
@@ -220,6 +221,10 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         }
         else
         {
+            // FIN first, as the Sockets transport's Shutdown before Close: if the peer's next
+            // request is already in the socket, close(2) alone would answer it with a bare RST,
+            // and the peer could not tell the orderly end of a keep-alive connection from a crash.
+            _channel.Shutdown(_handle, SocketShutdown.Send);
             _channel.Close(_handle);
         }
     }

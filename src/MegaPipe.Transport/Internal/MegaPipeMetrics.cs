@@ -19,6 +19,9 @@ internal static class MegaPipeMetrics
     static MegaPipeMetrics()
     {
         s_meter.CreateObservableUpDownCounter("megapipe.connections", () => Sum(static t => t.LiveConnections), "{connection}", "Connections open on MegaPipe channels.");
+        s_meter.CreateObservableUpDownCounter("megapipe.handles", () => Sum(static t => t.Handles), "{handle}", "Handles registered in the channels (connections, listeners, files).");
+        s_meter.CreateObservableUpDownCounter("megapipe.registered_files", () => Sum(static t => t.RegisteredFiles), "{slot}", "Registered-file table slots held by lightweight sockets.");
+        s_meter.CreateObservableUpDownCounter("megapipe.receive_buffers_available", () => Sum(static t => t.ReceiveBuffersAvailable), "{buffer}", "Channel-owned receive buffers not lent out.");
         s_meter.CreateObservableUpDownCounter("megapipe.channels", () => (long)s_channels.Count, "{channel}", "Running MegaPipe channels.");
         s_meter.CreateObservableCounter("megapipe.commands", () => Sum(static t => t.Counters.Commands), "{command}", "I/O commands issued to the channels.");
         s_meter.CreateObservableCounter("megapipe.system_calls", () => Sum(static t => t.Counters.SystemCalls), "{call}", "System calls the channels made to carry commands (io_uring_enter and others).");

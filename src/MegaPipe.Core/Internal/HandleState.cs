@@ -56,6 +56,8 @@ internal sealed class HandleState
     public bool ReceiveStarved;
     // Consecutive transient failures (EAGAIN) of the continuous receive, re-armed without data.
     public int ReceiveRetries;
+    // When (Stopwatch ticks) to re-check a continuous receive that went quiet after data; 0: none due.
+    public long ReceiveCheckAt;
 
     // Connection addresses: the peer's sockaddr from accept or connect, the listener's endpoint.
     public byte[]? PeerAddress;
@@ -84,6 +86,7 @@ internal sealed class HandleState
         ReceiveOperation = null;
         ReceiveStarved = false;
         ReceiveRetries = 0;
+        ReceiveCheckAt = 0;
         PeerAddressLength = 0;
         LocalEndPoint = null;
         Generation++;

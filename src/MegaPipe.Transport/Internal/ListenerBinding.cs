@@ -70,6 +70,8 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
         if (_stopRequested)
         {
             connection.Abort(new ConnectionAbortedException("The listener is unbinding."));
+            // Never handed to Kestrel, so no one else disposes it (and frees its limit slot).
+            _ = connection.DisposeAsync().AsTask();
         }
         else
         {

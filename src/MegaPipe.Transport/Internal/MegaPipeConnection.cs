@@ -139,7 +139,15 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         Transport.Output.Complete();
         await _closedTask.Task.ConfigureAwait(false);
         _closedTokenSource.Dispose();
+        // The MaxConnections slot is free once the socket is closed and Kestrel is done with the
+        // connection (this call), so Kestrel never holds more connections than the limit.
+        if (Interlocked.Exchange(ref _limitReleased, 1) == 0)
+        {
+            Limiter?.Release();
+        }
     }
+
+    private int _limitReleased;
 
     // Any thread: remember the work and make sure the channel runs Execute once for it.
     private void SchedulePending(int flag)
@@ -236,7 +244,6 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     {
         _closed = true;
         _thread.OnConnectionClosed();
-        Limiter?.Release();
         CompleteInput(_abortReason);
         if (!_outputCompleted)
         {

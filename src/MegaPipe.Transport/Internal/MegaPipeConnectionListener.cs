@@ -94,6 +94,7 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
         if (!_accepted.Writer.TryWrite(connection))
         {
             connection.Abort(new ConnectionAbortedException("The listener is unbinding."));
+            _ = connection.DisposeAsync().AsTask();
         }
     }
 

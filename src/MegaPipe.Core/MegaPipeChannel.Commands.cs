@@ -267,6 +267,16 @@ public sealed unsafe partial class MegaPipeChannel
         sqe->buf_group = _buffers.GroupId;
         sqe->ioprio = IORING_RECV_MULTISHOT;
         sqe->user_data = op.UserData;
+        // A new arm can miss a reset as a re-arm after data can (see ScheduleReceiveCheck); the
+        // re-arm a check makes is not checked again, so an idle connection costs one check.
+        if (state.ReceiveCheckRearm)
+        {
+            state.ReceiveCheckRearm = false;
+        }
+        else if (_ring is IoUring)
+        {
+            ScheduleReceiveCheck(state);
+        }
     }
 
     /// <summary>

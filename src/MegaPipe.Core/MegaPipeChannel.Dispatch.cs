@@ -294,6 +294,7 @@ public sealed unsafe partial class MegaPipeChannel
         if (result > 0)
         {
             state.ReceiveRetries = 0;
+            state.ReceiveCheckRearm = false;
             if (more && _ring is IoUring)
             {
                 ScheduleReceiveCheck(state);
@@ -425,11 +426,13 @@ public sealed unsafe partial class MegaPipeChannel
     }
 
     // A multishot receive on io_uring can miss the peer's reset (or end of stream) that lands just
-    // after a data completion, while the kernel re-arms its internal poll: no completion follows,
-    // ever (Linux 6.18; about 1 in 2,000 connections that send part of a request and reset at
-    // once; see ResetRaceTests). A connection that stays quiet for ReceiveCheckDelay after data
-    // therefore gets its receive re-armed once (cancel, then arm again, which loses no data): the
-    // new request sees the socket's state. Under steady traffic no check ever comes due.
+    // after a data completion, while the kernel re-arms its internal poll, or just as the receive
+    // is armed: no completion follows, ever (Linux 6.18; about 1 in 2,000 connections that send
+    // part of a request and reset at once, and a few in a million in the soak's mix; see
+    // ResetRaceTests). A receive that stays quiet for ReceiveCheckDelay after being armed or
+    // after data therefore gets re-armed once (cancel, then arm again, which loses no data): the
+    // new request sees the socket's state. Under steady traffic no check ever comes due, and an
+    // idle connection is checked once, not every second.
     private static readonly long ReceiveCheckDelay = Stopwatch.Frequency;
     private readonly Queue<(HandleState State, uint Generation)> _receiveChecks = new();
 
@@ -471,6 +474,7 @@ public sealed unsafe partial class MegaPipeChannel
             if (state.ReceiveWanted && state.ReceiveOperation is { } receive)
             {
                 // ECANCELED comes back and re-arms the receive (it is still wanted).
+                state.ReceiveCheckRearm = true;
                 io_uring_sqe* sqe = NextSqe();
                 sqe->opcode = IORING_OP_ASYNC_CANCEL;
                 sqe->addr = receive.UserData;

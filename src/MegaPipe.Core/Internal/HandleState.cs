@@ -58,6 +58,8 @@ internal sealed class HandleState
     public int ReceiveRetries;
     // When (Stopwatch ticks) to re-check a continuous receive that went quiet after data; 0: none due.
     public long ReceiveCheckAt;
+    // The receive is being re-armed by a check: that arm schedules no further check.
+    public bool ReceiveCheckRearm;
 
     // Connection addresses: the peer's sockaddr from accept or connect, the listener's endpoint.
     public byte[]? PeerAddress;
@@ -87,6 +89,7 @@ internal sealed class HandleState
         ReceiveStarved = false;
         ReceiveRetries = 0;
         ReceiveCheckAt = 0;
+        ReceiveCheckRearm = false;
         PeerAddressLength = 0;
         LocalEndPoint = null;
         Generation++;

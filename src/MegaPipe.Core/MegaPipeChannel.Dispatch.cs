@@ -434,15 +434,17 @@ public sealed unsafe partial class MegaPipeChannel
     // new request sees the socket's state. Under steady traffic no check ever comes due, and an
     // idle connection is checked once, not every second.
     private static readonly long ReceiveCheckDelay = Stopwatch.Frequency;
-    private readonly Queue<(HandleState State, uint Generation)> _receiveChecks = new();
+    // Receives to check, by due time. A handle has at most one entry: when its time moves on
+    // (more data), the entry is put back with the new time when it comes up.
+    private readonly PriorityQueue<(HandleState State, uint Generation), long> _receiveChecks = new();
 
     private void ScheduleReceiveCheck(HandleState state)
     {
-        bool queued = state.ReceiveCheckAt != 0;
         state.ReceiveCheckAt = Stopwatch.GetTimestamp() + ReceiveCheckDelay;
-        if (!queued)
+        if (!state.ReceiveCheckQueued)
         {
-            _receiveChecks.Enqueue((state, state.Generation));
+            state.ReceiveCheckQueued = true;
+            _receiveChecks.Enqueue((state, state.Generation), state.ReceiveCheckAt);
         }
     }
 
@@ -454,22 +456,32 @@ public sealed unsafe partial class MegaPipeChannel
             return waitNs;
         }
         long now = Stopwatch.GetTimestamp();
-        while (_receiveChecks.TryPeek(out (HandleState State, uint Generation) check))
+        while (_receiveChecks.TryPeek(out (HandleState State, uint Generation) check, out long due))
         {
-            HandleState state = check.State;
-            if (state.Generation != check.Generation || state.Status != HandleStatus.Open || state.ReceiveCheckAt == 0)
+            if (due > now)
             {
-                _receiveChecks.Dequeue();
+                long remainingNs = (long)((due - now) * 1e9 / Stopwatch.Frequency);
+                return waitNs < 0 || waitNs > remainingNs ? remainingNs : waitNs;
+            }
+            _receiveChecks.Dequeue();
+            HandleState state = check.State;
+            if (state.Generation != check.Generation)
+            {
+                // The handle was freed (and maybe reused, with an entry of its own).
+                continue;
+            }
+            state.ReceiveCheckQueued = false;
+            if (state.Status != HandleStatus.Open || state.ReceiveCheckAt == 0)
+            {
                 continue;
             }
             if (state.ReceiveCheckAt > now)
             {
-                // Data came since it was queued: wait for its later time (entries behind may be a
-                // little earlier; they run when this one does).
-                long remainingNs = (long)((state.ReceiveCheckAt - now) * 1e9 / Stopwatch.Frequency);
-                return waitNs < 0 || waitNs > remainingNs ? remainingNs : waitNs;
+                // Data came since: check at the later time.
+                state.ReceiveCheckQueued = true;
+                _receiveChecks.Enqueue((state, state.Generation), state.ReceiveCheckAt);
+                continue;
             }
-            _receiveChecks.Dequeue();
             state.ReceiveCheckAt = 0;
             if (state.ReceiveWanted && state.ReceiveOperation is { } receive)
             {
@@ -485,6 +497,9 @@ public sealed unsafe partial class MegaPipeChannel
         }
         return waitNs;
     }
+
+    // Receive checks waiting (for tests: it must stay bounded by the live handles).
+    internal int PendingReceiveChecks => _receiveChecks.Count;
 
     // Quiet receives re-armed by the check above (for tests and diagnostics).
     internal long ReceiveChecks { get; private set; }

@@ -74,6 +74,61 @@ public sealed class IoUringResetRaceTests : ResetRaceTests
 {
     protected override ChannelEngine Engine => ChannelEngine.IoUring;
 
+    // A connection that keeps receiving must not hold up the checks of others: the pending checks
+    // stay bounded by the live handles while thousands of short connections come and go.
+    [Fact]
+    public async Task BusyConnection_DoesNotHoldUpChecks_QueueStaysBounded()
+    {
+        using var server = new LoopbackServer(Engine);
+        MegaPipeChannel channel = server.Channel;
+        (MegaPipeHandle busy, Socket busyClient) = server.AcceptClient("busy");
+        using (busyClient)
+        {
+            channel.Receive(busy);
+            int accepted = 0;
+            int ended = 0;
+            server.Pump.OnEvent = e =>
+            {
+                if (e.Command == ChannelCommand.Accept && e.Succeeded)
+                {
+                    accepted++;
+                    channel.SetCookie(e.Accepted, "short");
+                    channel.Receive(e.Accepted);
+                }
+                else if (e.Command == ChannelCommand.Receive && e.Result <= 0 && e.Handle != busy)
+                {
+                    ended++;
+                    channel.Close(e.Handle);
+                }
+            };
+            using var stop = new CancellationTokenSource();
+            Task sender = Task.Run(async () =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    busyClient.Send("x"u8);
+                    await Task.Delay(20);
+                }
+            });
+            Task clients = Task.Run(async () =>
+            {
+                for (int i = 0; i < 2000; i++)
+                {
+                    using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                    await client.ConnectAsync(server.EndPoint);
+                    client.Send("hi"u8);
+                }
+            });
+            server.Pump.Until(() => clients.IsCompleted && ended == 2000, TimeSpan.FromSeconds(60), "the short connections");
+            // A little over the check delay later, only the busy connection's check may be left.
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            server.Pump.Until(() => watch.Elapsed > TimeSpan.FromMilliseconds(1500), TimeSpan.FromSeconds(10), "time to pass");
+            stop.Cancel();
+            await sender;
+            Assert.True(channel.PendingReceiveChecks <= 2, $"{channel.PendingReceiveChecks} receive checks pending for 2 live connections");
+        }
+    }
+
     // The quiet-receive check itself: a connection quiet for a second after data has its receive
     // re-armed once, losing nothing, and a reset after that is still reported.
     [Fact]

@@ -60,6 +60,8 @@ internal sealed class HandleState
     public long ReceiveCheckAt;
     // The receive is being re-armed by a check: that arm schedules no further check.
     public bool ReceiveCheckRearm;
+    // The handle has an entry in the channel's receive-check queue.
+    public bool ReceiveCheckQueued;
 
     // Connection addresses: the peer's sockaddr from accept or connect, the listener's endpoint.
     public byte[]? PeerAddress;
@@ -90,6 +92,7 @@ internal sealed class HandleState
         ReceiveRetries = 0;
         ReceiveCheckAt = 0;
         ReceiveCheckRearm = false;
+        ReceiveCheckQueued = false;
         PeerAddressLength = 0;
         LocalEndPoint = null;
         Generation++;

@@ -368,18 +368,28 @@ internal sealed unsafe class EpollRing : Ring
                 Post(sqe.user_data, (int)result, 0, SkipsSuccess(sqe));
                 return true;
             }
-            Errno errno = GetLastErrno();
-            if (errno == Errno.EINTR)
+            if (CallFailed(sqe.user_data) is bool done)
             {
-                continue;
+                return done;
             }
-            if (errno == Errno.EAGAIN)
-            {
-                return false;
-            }
-            Post(sqe.user_data, -(int)errno, 0);
-            return true;
         }
+    }
+
+    // After a failed call: null to retry it (EINTR), false when it would block (the command stays
+    // parked), true once the error is posted as the command's completion.
+    private bool? CallFailed(ulong userData)
+    {
+        Errno errno = GetLastErrno();
+        if (errno == Errno.EINTR)
+        {
+            return null;
+        }
+        if (errno == Errno.EAGAIN)
+        {
+            return false;
+        }
+        Post(userData, -(int)errno, 0);
+        return true;
     }
 
     private static nint SendVector(int fd, iovec* iov, int count)
@@ -453,17 +463,10 @@ internal sealed unsafe class EpollRing : Ring
                 Post(sqe.user_data, 0, 0);
                 return true;
             }
-            Errno errno = GetLastErrno();
-            if (errno == Errno.EINTR)
+            if (CallFailed(sqe.user_data) is bool done)
             {
-                continue;
+                return done;
             }
-            if (errno == Errno.EAGAIN)
-            {
-                return false;
-            }
-            Post(sqe.user_data, -(int)errno, 0);
-            return true;
         }
     }
 

@@ -93,8 +93,13 @@ public sealed unsafe partial class MegaPipeChannel
         if (SocketsHoldProcessDescriptors && listener.AcceptsArmed < Options.AcceptDepth
             && DescriptorBudget.Exhausted(Options.AcceptDepth - listener.AcceptsArmed))
         {
-            // Keep the process's reserve of descriptors: pause as if accept had failed with EMFILE.
-            _synthetic.Enqueue(new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, -(int)Errno.EMFILE));
+            // Keep the process's reserve of descriptors: pause as if accept had failed with EMFILE
+            // (reported once until an accept succeeds again).
+            if (!listener.AcceptFailureReported)
+            {
+                listener.AcceptFailureReported = true;
+                _synthetic.Enqueue(new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, -(int)Errno.EMFILE));
+            }
             BackOffAccepts(listener);
             return;
         }
@@ -242,6 +247,7 @@ public sealed unsafe partial class MegaPipeChannel
         HandleState state = Resolve(handle);
         state.ReceiveWanted = false;
         state.ReceiveStarved = false;
+        state.ReceiveCheckRearm = false;
         if (state.ReceiveOperation is { } op)
         {
             io_uring_sqe* sqe = NextSqe();
@@ -273,7 +279,7 @@ public sealed unsafe partial class MegaPipeChannel
         {
             state.ReceiveCheckRearm = false;
         }
-        else if (_ring is IoUring)
+        else if (_wakeupChecks)
         {
             ScheduleReceiveCheck(state);
         }
@@ -405,6 +411,23 @@ public sealed unsafe partial class MegaPipeChannel
         SubmitIfNotBatching();
     }
 
+    // Half-closes a socket's send side (FIN) ahead of a graceful close, with no event. The close
+    // waits for it (it counts as in flight): the kernel runs a shutdown on a worker thread, and a
+    // direct-descriptor slot closed before it ran could already hold the next connection.
+    internal void ShutdownSendQuietly(MegaPipeHandle handle)
+    {
+        HandleState state = Resolve(handle);
+        Operation op = AllocateOperation(OperationKind.ShutdownBeforeClose, state);
+        state.ShutdownPending = true;
+        io_uring_sqe* sqe = NextSqe();
+        sqe->opcode = IORING_OP_SHUTDOWN;
+        SetTarget(sqe, state);
+        sqe->len = (uint)SHUT_WR;
+        sqe->user_data = op.UserData;
+        _commands++;
+        SubmitIfNotBatching();
+    }
+
     /// <summary>
     /// Gives a lightweight socket a regular file descriptor (IORING_OP_FIXED_FD_INSTALL), for code
     /// that needs one. The <see cref="ChannelCommand.InstallDescriptor"/> event's result is the new
@@ -432,7 +455,8 @@ public sealed unsafe partial class MegaPipeChannel
     {
         io_uring_sqe* sqe = NextSqe();
         sqe->opcode = IORING_OP_ASYNC_CANCEL;
-        if (state.InFlight == 1 && state.ReceiveOperation is { } receive)
+        // (A shutdown before close is left to finish: it is quick, and the close waits for it.)
+        if (state.InFlight - (state.ShutdownPending ? 1 : 0) == 1 && state.ReceiveOperation is { } receive)
         {
             // Only the continuous receive is in flight, as when a connection closes after its last
             // send: cancel it by user_data, one lookup in the kernel's cancel hash. A cancel by

@@ -63,6 +63,7 @@ public sealed unsafe partial class MegaPipeChannel
 
         while (true)
         {
+            _turnTimestamp = Stopwatch.GetTimestamp();
             ReturnLentBuffers();
             bool ranWork = RunPostedWork();
             // Resumes accepting paused for lack of descriptors when its time has come, and
@@ -88,6 +89,8 @@ public sealed unsafe partial class MegaPipeChannel
                 faults.OnReapSkipped(_ring.CqOverflowPending);
                 return 0;
             }
+            // The completions below are stamped with the time they were collected (one clock read per turn).
+            _turnTimestamp = Stopwatch.GetTimestamp();
             count += Reap(events.Slice(count));
             count += DrainSynthetic(events.Slice(count));
             _events += count;
@@ -149,7 +152,7 @@ public sealed unsafe partial class MegaPipeChannel
         int result = _ring.Enter(waitFor, getEvents: true, timeoutNs);
         if (result < 0 && result != -(int)Errno.ETIME && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
         {
-            FailFast("io_uring_enter", result);
+            FailFast(_ring.EngineName == "io_uring" ? "io_uring_enter" : "epoll_wait", result);
         }
     }
 
@@ -219,6 +222,11 @@ public sealed unsafe partial class MegaPipeChannel
                 FreeOperation(op);
                 TryFinishClose(state!);
                 return;
+            case OperationKind.ShutdownBeforeClose:
+                state!.ShutdownPending = false;
+                FreeOperation(op);
+                TryFinishClose(state);
+                return;
         }
 
         Debug.Assert(state is not null, "a command completed without a handle");
@@ -272,6 +280,11 @@ public sealed unsafe partial class MegaPipeChannel
         {
             state.ReceiveOperation = null;
             FreeOperation(op);
+            if (result != -(int)Errno.ECANCELED)
+            {
+                // A check's cancel that finds the receive already ended must not exempt the next arm.
+                state.ReceiveCheckRearm = false;
+            }
         }
 
         if (state.Status != HandleStatus.Open || (result <= 0 && bufferId >= 0))
@@ -295,7 +308,7 @@ public sealed unsafe partial class MegaPipeChannel
         {
             state.ReceiveRetries = 0;
             state.ReceiveCheckRearm = false;
-            if (more && _ring is IoUring)
+            if (more && _wakeupChecks)
             {
                 ScheduleReceiveCheck(state);
             }
@@ -355,6 +368,13 @@ public sealed unsafe partial class MegaPipeChannel
     private void OnAccept(Operation op, HandleState listener, int result, Span<CompletionEvent> events, ref int count)
     {
         listener.AcceptsArmed--;
+        // One of the accepts StopAccept or a back-off cancelled, whatever its result (it may have
+        // completed, or failed, before the cancellation reached it).
+        bool cancelledByUs = listener.AcceptsCancelling > 0;
+        if (cancelledByUs)
+        {
+            listener.AcceptsCancelling--;
+        }
         bool isDirect = Options.LightweightSockets;
         if (listener.Status != HandleStatus.Open)
         {
@@ -369,6 +389,13 @@ public sealed unsafe partial class MegaPipeChannel
 
         if (result >= 0)
         {
+            listener.AcceptFailureReported = false;
+            if (_wakeupChecks)
+            {
+                // Accepts can miss a wake-up as receives can (see ScheduleReceiveCheck): a listener
+                // quiet for a second after a connection gets its accepts re-armed once.
+                ScheduleReceiveCheck(listener);
+            }
             HandleState accepted = AllocateHandle(HandleKind.Socket, result, isDirect, ownsDescriptor: true);
             if (isDirect)
             {
@@ -390,10 +417,9 @@ public sealed unsafe partial class MegaPipeChannel
         else
         {
             FreeOperation(op);
-            if (result == -(int)Errno.ECANCELED && listener.AcceptsCancelling > 0)
+            if (result == -(int)Errno.ECANCELED && cancelledByUs)
             {
-                // Cancelled by StopAccept or by the back-off below: nothing to report.
-                listener.AcceptsCancelling--;
+                // Cancelled by StopAccept, the back-off below or an accept check: nothing to report.
                 if (listener.AcceptWanted && !listener.AcceptBackoff)
                 {
                     ArmAccepts(listener);
@@ -408,7 +434,11 @@ public sealed unsafe partial class MegaPipeChannel
                 if (!listener.AcceptBackoff)
                 {
                     BackOffAccepts(listener);
-                    events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, result);
+                    if (!listener.AcceptFailureReported)
+                    {
+                        listener.AcceptFailureReported = true;
+                        events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, result);
+                    }
                 }
                 return;
             }
@@ -434,13 +464,15 @@ public sealed unsafe partial class MegaPipeChannel
     // new request sees the socket's state. Under steady traffic no check ever comes due, and an
     // idle connection is checked once, not every second.
     private static readonly long ReceiveCheckDelay = Stopwatch.Frequency;
+    // The clock at the start of the current dispatch turn, or when its completions were collected.
+    private long _turnTimestamp = Stopwatch.GetTimestamp();
     // Receives to check, by due time. A handle has at most one entry: when its time moves on
     // (more data), the entry is put back with the new time when it comes up.
     private readonly PriorityQueue<(HandleState State, uint Generation), long> _receiveChecks = new();
 
     private void ScheduleReceiveCheck(HandleState state)
     {
-        state.ReceiveCheckAt = Stopwatch.GetTimestamp() + ReceiveCheckDelay;
+        state.ReceiveCheckAt = _turnTimestamp + ReceiveCheckDelay;
         if (!state.ReceiveCheckQueued)
         {
             state.ReceiveCheckQueued = true;
@@ -455,7 +487,7 @@ public sealed unsafe partial class MegaPipeChannel
         {
             return waitNs;
         }
-        long now = Stopwatch.GetTimestamp();
+        long now = _turnTimestamp;
         while (_receiveChecks.TryPeek(out (HandleState State, uint Generation) check, out long due))
         {
             if (due > now)
@@ -483,6 +515,16 @@ public sealed unsafe partial class MegaPipeChannel
                 continue;
             }
             state.ReceiveCheckAt = 0;
+            if (state.Kind == HandleKind.Listener)
+            {
+                if (state.AcceptWanted && !state.AcceptBackoff && state.AcceptsArmed > 0 && state.AcceptsCancelling == 0)
+                {
+                    // Their ECANCELED completions re-arm them (accepting is still wanted).
+                    CancelAccepts(state);
+                    AcceptChecks++;
+                }
+                continue;
+            }
             if (state.ReceiveWanted && state.ReceiveOperation is { } receive)
             {
                 // ECANCELED comes back and re-arms the receive (it is still wanted).
@@ -501,13 +543,17 @@ public sealed unsafe partial class MegaPipeChannel
     // Receive checks waiting (for tests: it must stay bounded by the live handles).
     internal int PendingReceiveChecks => _receiveChecks.Count;
 
+    // Listeners whose accepts the check above re-armed (for tests and diagnostics).
+    internal long AcceptChecks { get; private set; }
+
     // Quiet receives re-armed by the check above (for tests and diagnostics).
     internal long ReceiveChecks { get; private set; }
 
     // Listeners whose accepting paused for lack of descriptors, and when to retry them (Stopwatch
     // ticks). No timer: a timer thread cannot be started when descriptors have run out, so
     // Dispatch itself waits no longer than the retry time.
-    private readonly List<HandleState> _acceptBackoff = new();
+    private List<HandleState> _acceptBackoff = new();
+    private List<HandleState> _acceptResuming = new();
     private long _acceptRetryAt;
 
     private void BackOffAccepts(HandleState listener)
@@ -528,7 +574,7 @@ public sealed unsafe partial class MegaPipeChannel
     private bool SocketsHoldProcessDescriptors => !Options.LightweightSockets || Engine == ChannelEngine.Epoll;
 
     private void ScheduleAcceptRetry()
-        => _acceptRetryAt = Stopwatch.GetTimestamp() + (long)(AcceptRetryDelay.TotalSeconds * Stopwatch.Frequency);
+        => _acceptRetryAt = _turnTimestamp + (long)(AcceptRetryDelay.TotalSeconds * Stopwatch.Frequency);
 
     // Resumes accepting when its retry time has come; otherwise caps the wait (ns, -1 = none) at it.
     private long ApplyAcceptRetry(long waitNs)
@@ -537,7 +583,7 @@ public sealed unsafe partial class MegaPipeChannel
         {
             return waitNs;
         }
-        long remaining = _acceptRetryAt - Stopwatch.GetTimestamp();
+        long remaining = _acceptRetryAt - _turnTimestamp;
         if (remaining <= 0)
         {
             ResumeBackedOffAccepts();
@@ -554,9 +600,9 @@ public sealed unsafe partial class MegaPipeChannel
         {
             return;
         }
-        // ArmAccepts may back off again (adding to the list), so work on a copy.
-        HandleState[] listeners = _acceptBackoff.ToArray();
-        _acceptBackoff.Clear();
+        // ArmAccepts may back off again (adding to the list): work on the other of two lists.
+        (_acceptBackoff, _acceptResuming) = (_acceptResuming, _acceptBackoff);
+        List<HandleState> listeners = _acceptResuming;
         foreach (HandleState listener in listeners)
         {
             listener.AcceptBackoff = false;
@@ -565,6 +611,7 @@ public sealed unsafe partial class MegaPipeChannel
                 ArmAccepts(listener);
             }
         }
+        listeners.Clear();
     }
 
 

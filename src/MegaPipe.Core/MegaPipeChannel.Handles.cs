@@ -170,7 +170,8 @@ public sealed partial class MegaPipeChannel
         state.Status = status;
         state.AcceptWanted = false;
         state.ReceiveWanted = false;
-        if (state.InFlight > 0 && state.Fd >= 0)
+        // A shutdown before close is not cancelled: it sends the FIN, and the close waits for it.
+        if (state.InFlight - (state.ShutdownPending ? 1 : 0) > 0 && state.Fd >= 0)
         {
             SubmitCancelAll(state);
         }

@@ -45,7 +45,11 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
         _wakeFd = -1;
         (_ring, _buffers, EngineReason) = CreateEngine(options);
         Engine = _ring is EpollRing ? ChannelEngine.Epoll : ChannelEngine.IoUring;
+        _wakeupChecks = Engine == ChannelEngine.IoUring;
     }
+
+    // io_uring only: re-check quiet receives and listeners, whose wake-ups the kernel can miss.
+    private readonly bool _wakeupChecks;
 
     /// <summary>The environment variable that picks the engine when <see cref="ChannelOptions.Engine"/> is Auto.</summary>
     public const string EngineEnvironmentVariable = "MEGAPIPE_ENGINE";

@@ -129,6 +129,24 @@ public sealed class IoUringResetRaceTests : ResetRaceTests
         }
     }
 
+    // The same check for a listener: quiet for a second after a connection, its accepts are
+    // re-armed once, and the next connection is still accepted.
+    [Fact]
+    public void QuietListener_AcceptsRearmedOnce_NextConnectionAccepted()
+    {
+        using var server = new LoopbackServer(Engine);
+        (MegaPipeHandle first, Socket firstClient) = server.AcceptClient("first");
+        using (firstClient)
+        {
+            server.Pump.Until(() => server.Channel.AcceptChecks == 1, what: "the accept check");
+            server.Pump.DispatchOnce(TimeSpan.FromMilliseconds(1500));
+            Assert.Equal(1, server.Channel.AcceptChecks);
+            (MegaPipeHandle second, Socket secondClient) = server.AcceptClient("second");
+            secondClient.Dispose();
+            Assert.NotEqual(first, second);
+        }
+    }
+
     // The quiet-receive check itself: a connection quiet for a second after data has its receive
     // re-armed once, losing nothing, and a reset after that is still reported.
     [Fact]

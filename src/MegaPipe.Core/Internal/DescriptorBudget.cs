@@ -17,7 +17,8 @@ internal static class DescriptorBudget
     public static long Held => Interlocked.Read(ref s_held);
 
     // How many such sockets the process may hold: RLIMIT_NOFILE, less the descriptors the process
-    // had open before the first channel, less a reserve of max(64, limit / 8).
+    // had open when a channel first armed accepts that take process descriptors (its own
+    // listeners, rings and eventfds included), less a reserve of max(64, limit / 8).
     public static long Limit => s_limit.Value;
 
     public static bool Exhausted(int pending) => Held + pending >= Limit;

@@ -573,7 +573,6 @@ internal sealed unsafe class EpollRing : Ring
             _freeSlots.Push(slot);
         }
         Forget(fd);
-        CountSystemCall();
         Post(sqe.user_data, SystemCallResult(close(fd)), 0, SkipsSuccess(sqe));
     }
 

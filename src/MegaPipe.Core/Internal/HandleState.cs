@@ -38,6 +38,8 @@ internal sealed class HandleState
     public int InFlight;
     // The descriptor close has been submitted.
     public bool CloseSubmitted;
+    // A shutdown before close is in flight.
+    public bool ShutdownPending;
     // The socket holds a process descriptor counted in DescriptorBudget.
     public bool HoldsProcessDescriptor;
 
@@ -48,6 +50,8 @@ internal sealed class HandleState
     public bool AcceptBackoff;
     // Armed accepts we cancelled (StopAccept or back-off) whose ECANCELED completions are still due.
     public int AcceptsCancelling;
+    // A failure of this back-off episode was reported; cleared by the next accepted connection.
+    public bool AcceptFailureReported;
     public EndPoint? ListenerEndPoint;
 
     // Continuous receive: wanted by the user; the armed multishot request; starved of buffers.
@@ -81,10 +85,12 @@ internal sealed class HandleState
         InFlight = 0;
         CloseSubmitted = false;
         HoldsProcessDescriptor = false;
+        ShutdownPending = false;
         AcceptWanted = false;
         AcceptsArmed = 0;
         AcceptBackoff = false;
         AcceptsCancelling = 0;
+        AcceptFailureReported = false;
         ListenerEndPoint = null;
         ReceiveWanted = false;
         ReceiveOperation = null;

@@ -18,6 +18,9 @@ internal enum OperationKind : byte
     ConnectSocket,
     // Closing the descriptor of a handle being closed or unregistered.
     CloseDescriptor,
+    // The shutdown(SHUT_WR) before a graceful close: no event; the close waits for it, since the
+    // kernel runs a shutdown on a worker and a direct-descriptor slot closed first may be reused.
+    ShutdownBeforeClose,
 }
 
 // One request in flight in the kernel. Pooled per channel: the slot index and a generation make

@@ -35,7 +35,18 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
     }
 
     // The connection limit paused or resumed accepting: follow it on the channel thread.
-    public void SyncAccepting() => _thread.Post(_syncAccepting);
+    // Any thread (Kestrel disposing a connection): after shutdown the channel may be gone, and
+    // then there is nothing left to pause or resume.
+    public void SyncAccepting()
+    {
+        try
+        {
+            _thread.Post(_syncAccepting);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
 
     private void ApplyLimit(MegaPipeChannel channel)
     {

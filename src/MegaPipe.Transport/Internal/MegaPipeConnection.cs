@@ -232,7 +232,7 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
             // FIN first, as the Sockets transport's Shutdown before Close: if the peer's next
             // request is already in the socket, close(2) alone would answer it with a bare RST,
             // and the peer could not tell the orderly end of a keep-alive connection from a crash.
-            _channel.Shutdown(_handle, SocketShutdown.Send);
+            _channel.ShutdownSendQuietly(_handle);
             _channel.Close(_handle);
         }
     }

@@ -250,11 +250,7 @@ public sealed unsafe partial class MegaPipeChannel
         state.ReceiveCheckRearm = false;
         if (state.ReceiveOperation is { } op)
         {
-            io_uring_sqe* sqe = NextSqe();
-            sqe->opcode = IORING_OP_ASYNC_CANCEL;
-            sqe->addr = op.UserData;
-            sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
-            sqe->user_data = CancelUserData;
+            SubmitCancel(op);
             _commands++;
             SubmitIfNotBatching();
         }
@@ -451,10 +447,18 @@ public sealed unsafe partial class MegaPipeChannel
         SubmitIfNotBatching();
     }
 
-    private void SubmitCancelAll(HandleState state)
+    // Cancels one request by its user_data; only a failure would complete (and be ignored).
+    private void SubmitCancel(Operation op)
     {
         io_uring_sqe* sqe = NextSqe();
         sqe->opcode = IORING_OP_ASYNC_CANCEL;
+        sqe->addr = op.UserData;
+        sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
+        sqe->user_data = CancelUserData;
+    }
+
+    private void SubmitCancelAll(HandleState state)
+    {
         // (A shutdown before close is left to finish: it is quick, and the close waits for it.)
         if (state.InFlight - (state.ShutdownPending ? 1 : 0) == 1 && state.ReceiveOperation is { } receive)
         {
@@ -462,11 +466,11 @@ public sealed unsafe partial class MegaPipeChannel
             // send: cancel it by user_data, one lookup in the kernel's cancel hash. A cancel by
             // descriptor walks every bucket of that hash, twice with ALL (io_poll_cancel and
             // io_async_cancel were 3-5% of the CPU of a static server under 2.3 requests per connection).
-            sqe->addr = receive.UserData;
-            sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
-            sqe->user_data = CancelUserData;
+            SubmitCancel(receive);
             return;
         }
+        io_uring_sqe* sqe = NextSqe();
+        sqe->opcode = IORING_OP_ASYNC_CANCEL;
         SetTarget(sqe, state);
         // The target of a cancel is a key, not the file to operate on.
         sqe->flags = IOSQE_CQE_SKIP_SUCCESS;

@@ -529,11 +529,7 @@ public sealed unsafe partial class MegaPipeChannel
             {
                 // ECANCELED comes back and re-arms the receive (it is still wanted).
                 state.ReceiveCheckRearm = true;
-                io_uring_sqe* sqe = NextSqe();
-                sqe->opcode = IORING_OP_ASYNC_CANCEL;
-                sqe->addr = receive.UserData;
-                sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
-                sqe->user_data = CancelUserData;
+                SubmitCancel(receive);
                 ReceiveChecks++;
             }
         }

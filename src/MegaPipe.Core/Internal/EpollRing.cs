@@ -497,6 +497,7 @@ internal sealed unsafe class EpollRing : Ring
 
     private void PostAccepted(in io_uring_sqe sqe, int fd)
     {
+        GetDescriptor(fd, knownSocket: true);
         if (sqe.file_index == 0)
         {
             Post(sqe.user_data, fd, 0);
@@ -506,6 +507,7 @@ internal sealed unsafe class EpollRing : Ring
         if (slot < 0)
         {
             // As io_uring does when the table is full: the connection was accepted and is dropped.
+            Forget(fd);
             close(fd);
         }
         Post(sqe.user_data, slot, 0);
@@ -520,6 +522,7 @@ internal sealed unsafe class EpollRing : Ring
             Post(sqe.user_data, -(int)GetLastErrno(), 0);
             return;
         }
+        GetDescriptor(fd, knownSocket: true);
         if (sqe.file_index == 0)
         {
             Post(sqe.user_data, fd, 0);
@@ -528,6 +531,7 @@ internal sealed unsafe class EpollRing : Ring
         int slot = InstallInTable(fd, sqe.file_index);
         if (slot < 0)
         {
+            Forget(fd);
             close(fd);
         }
         Post(sqe.user_data, slot, 0);
@@ -626,7 +630,8 @@ internal sealed unsafe class EpollRing : Ring
 
     // ---- Descriptors ----
 
-    private Descriptor GetDescriptor(int fd)
+    // knownSocket: a socket this engine just created or accepted, whose type needs no statx.
+    private Descriptor GetDescriptor(int fd, bool knownSocket = false)
     {
         if (fd >= _descriptors.Length)
         {
@@ -636,7 +641,7 @@ internal sealed unsafe class EpollRing : Ring
         {
             return known;
         }
-        int type = FileType(fd);
+        int type = knownSocket ? S_IFSOCK : FileType(fd);
         var descriptor = new Descriptor(fd) { Regular = type is S_IFREG or S_IFBLK, Socket = type == S_IFSOCK };
         if (!descriptor.Regular && !descriptor.Socket)
         {

@@ -15,7 +15,12 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
     private readonly MegaPipeTransportOptions _options;
     private readonly ILoggerFactory _loggerFactory;
     private readonly IMemoryPoolFactory<byte>? _memoryPoolFactory;
-    // The engine choice is logged once, with the first listener.
+    // Guards _group and its listener count.
+    private readonly object _gate = new();
+    // The channel set every listener of this factory registers in; null until the first bind and
+    // after the last listener is disposed.
+    private ChannelGroup? _group;
+    // The engine choice is logged once, with the first channel set.
     private int _engineLogged;
 
     /// <summary>Creates the factory (normally through dependency injection).</summary>
@@ -40,21 +45,11 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
             throw new NotSupportedException($"The MegaPipe transport cannot bind {endpoint.GetType().Name} endpoints; register another transport for them.");
         }
         ILogger logger = _loggerFactory.CreateLogger("MegaPipe.Transport");
-        var listener = new MegaPipeConnectionListener(endpoint, _options, logger, _memoryPoolFactory);
+        ChannelGroup group = AcquireGroup(logger);
+        var listener = new MegaPipeConnectionListener(endpoint, _options, logger, group, this);
         try
         {
             listener.Bind();
-            if (Interlocked.Exchange(ref _engineLogged, 1) == 0)
-            {
-                if (listener.Engine == ChannelEngine.Epoll)
-                {
-                    MegaPipeLog.EngineEpoll(logger, listener.EngineDegradation ?? listener.EngineReason);
-                }
-                else
-                {
-                    MegaPipeLog.EngineIoUring(logger, listener.EngineReason);
-                }
-            }
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {
@@ -67,5 +62,60 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
             throw;
         }
         return new ValueTask<IConnectionListener>(listener);
+    }
+
+    // The running channel set, started by the first listener; the caller must give it back with
+    // ReleaseGroupAsync once (MegaPipeConnectionListener.DisposeAsync).
+    private ChannelGroup AcquireGroup(ILogger logger)
+    {
+        lock (_gate)
+        {
+            if (_group is null)
+            {
+                _group = ChannelGroup.Start(_options, logger, _memoryPoolFactory);
+                if (Interlocked.Exchange(ref _engineLogged, 1) == 0)
+                {
+                    if (_group.Engine == ChannelEngine.Epoll)
+                    {
+                        MegaPipeLog.EngineEpoll(logger, _group.EngineDegradation ?? _group.EngineReason);
+                    }
+                    else
+                    {
+                        MegaPipeLog.EngineIoUring(logger, _group.EngineReason);
+                    }
+                }
+            }
+            _group.AddListener();
+            return _group;
+        }
+    }
+
+    // A listener is done with the channel set; the last one stops it (after its connections drain).
+    internal Task ReleaseGroupAsync(ChannelGroup group)
+    {
+        lock (_gate)
+        {
+            if (!group.RemoveListener())
+            {
+                return Task.CompletedTask;
+            }
+            if (ReferenceEquals(_group, group))
+            {
+                _group = null;
+            }
+        }
+        return group.StopAsync();
+    }
+
+    // The running channel set, if any (for tests and diagnostics).
+    internal ChannelGroup? Group
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _group;
+            }
+        }
     }
 }

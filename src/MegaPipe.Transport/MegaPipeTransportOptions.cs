@@ -5,7 +5,12 @@ namespace MegaPipe.Transport;
 /// <summary>Options of the MegaPipe transport. Bindable from the "MegaPipe" configuration section.</summary>
 public sealed class MegaPipeTransportOptions
 {
-    /// <summary>The number of channels, each a thread with its own io_uring and its own accept queue.</summary>
+    /// <summary>
+    /// The number of channels, each a thread with its own io_uring and receive buffers. The transport
+    /// runs one set of channels for the whole process, shared by every endpoint it binds: each endpoint
+    /// registers one accept queue per channel (a CPU-steered partition, or the shared socket when
+    /// partitioning is off). Must be at least 1; 0 or less is refused at start-up.
+    /// </summary>
     /// <remarks>Defaults to <see cref="Environment.ProcessorCount"/>.</remarks>
     public int ChannelCount { get; set; } = Environment.ProcessorCount;
 
@@ -73,4 +78,16 @@ public sealed class MegaPipeTransportOptions
     /// </summary>
     /// <remarks>Defaults to <see langword="null"/>.</remarks>
     public long? MaxConnections { get; set; }
+
+    // The settings of one channel of the set, built here only: what the transport's options say
+    // for every channel, plus the CPU channel threads are pinned to (-1: none).
+    internal ChannelOptions CreateChannelOptions(int pinToCpu) => new()
+    {
+        Batching = Batching,
+        LightweightSockets = LightweightSockets,
+        ReceiveBufferCount = ReceiveBufferCount,
+        ReceiveBufferSize = ReceiveBufferSize,
+        Engine = Engine,
+        PinToCpu = pinToCpu,
+    };
 }

@@ -10,6 +10,9 @@ namespace MegaPipe.Transport.Internal;
 // runs work other threads post (output ready, resume reading, abort).
 internal sealed class ChannelThread
 {
+    // The name its thread runs under; Linux shows at most 15 characters of it (/proc/PID/task/TID/comm).
+    public const string ThreadNamePrefix = "MegaPipe ch ";
+
     private readonly Thread _thread;
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -23,7 +26,7 @@ internal sealed class ChannelThread
         Options = options;
         Logger = logger;
         MemoryPool = memoryPoolFactory?.Create(new MemoryPoolOptions { Owner = "MegaPipe" }) ?? MemoryPool<byte>.Shared;
-        _thread = new Thread(Run) { IsBackground = true, Name = $"MegaPipe channel {index}" };
+        _thread = new Thread(Run) { IsBackground = true, Name = ThreadNamePrefix + index.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         FileReader = new ChannelFileReader(this);
     }
 
@@ -87,15 +90,7 @@ internal sealed class ChannelThread
             // Channel i on the i-th CPU the process may use (not CPU id i: under taskset the ids need not start at 0).
             int[] allowed = Options.PinChannelThreads ? MegaPipeChannel.AllowedCpus() : [];
             int cpu = allowed.Length > 0 ? allowed[Index % allowed.Length] : -1;
-            channel = _channel = MegaPipeChannel.Create(new ChannelOptions
-            {
-                Batching = Options.Batching,
-                LightweightSockets = Options.LightweightSockets,
-                PinToCpu = cpu,
-                ReceiveBufferCount = Options.ReceiveBufferCount,
-                ReceiveBufferSize = Options.ReceiveBufferSize,
-                Engine = Options.Engine,
-            });
+            channel = _channel = MegaPipeChannel.Create(Options.CreateChannelOptions(cpu));
         }
         catch (Exception e)
         {

@@ -7,24 +7,27 @@ using Microsoft.Extensions.Logging;
 
 namespace MegaPipe.Transport.Internal;
 
-// One bound endpoint: a MegaPipeListener with one accept queue per channel thread. Connections
-// accepted on any channel are handed to Kestrel through AcceptAsync.
+// One bound endpoint: a MegaPipeListener whose accept queues are registered in every channel of
+// the transport's channel set (one queue per channel when partitioned). Connections accepted on
+// any channel are handed to Kestrel through AcceptAsync.
 internal sealed class MegaPipeConnectionListener : IConnectionListener
 {
     private readonly MegaPipeTransportOptions _options;
     private readonly ILogger _logger;
-    private readonly IMemoryPoolFactory<byte>? _memoryPoolFactory;
+    private readonly ChannelGroup _group;
+    private readonly MegaPipeTransportFactory _factory;
     private readonly Channel<MegaPipeConnection> _accepted = System.Threading.Channels.Channel.CreateUnbounded<MegaPipeConnection>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
-    private ChannelThread[] _threads = [];
     private ListenerBinding[] _bindings = [];
     private MegaPipeListener? _listener;
     private int _unbound;
     private int _disposed;
 
-    public MegaPipeConnectionListener(EndPoint endpoint, MegaPipeTransportOptions options, ILogger logger, IMemoryPoolFactory<byte>? memoryPoolFactory)
+    public MegaPipeConnectionListener(EndPoint endpoint, MegaPipeTransportOptions options, ILogger logger, ChannelGroup group, MegaPipeTransportFactory factory)
     {
         EndPoint = endpoint;
         _options = options;
+        _group = group;
+        _factory = factory;
         if (options.MaxConnections is long max)
         {
             ArgumentOutOfRangeException.ThrowIfLessThan(max, 1, "MegaPipeTransportOptions.MaxConnections");
@@ -32,50 +35,41 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
             Limiter.PausedChanged += OnLimitChanged;
         }
         _logger = logger;
-        _memoryPoolFactory = memoryPoolFactory;
     }
 
     public EndPoint EndPoint { get; private set; }
 
     public void Bind()
     {
-        int channels = Math.Max(1, _options.ChannelCount);
-        _listener = MegaPipeListener.Bind(EndPoint, channels, new ListenerOptions
+        IReadOnlyList<ChannelThread> threads = _group.Threads;
+        _listener = MegaPipeListener.Bind(EndPoint, threads.Count, new ListenerOptions
         {
             Partitioned = _options.Partitioning,
             Backlog = _options.Backlog,
             NoDelay = _options.NoDelay,
         });
         EndPoint = _listener.LocalEndPoint;
-        _threads = new ChannelThread[channels];
-        _bindings = new ListenerBinding[channels];
-        for (int i = 0; i < channels; i++)
+        var bindings = new ListenerBinding[threads.Count];
+        for (int i = 0; i < threads.Count; i++)
         {
-            _threads[i] = new ChannelThread(i, _options, _logger, _memoryPoolFactory);
-            // Channel creation errors (io_uring blocked, say) surface here, on the binding thread.
-            _threads[i].StartAsync().GetAwaiter().GetResult();
-            _bindings[i] = new ListenerBinding(this, _threads[i], _listener, i);
+            bindings[i] = new ListenerBinding(this, threads[i], _listener, i);
         }
-        foreach (ListenerBinding binding in _bindings)
+        _bindings = bindings;
+        foreach (ListenerBinding binding in bindings)
         {
             binding.Start();
         }
-        foreach (ListenerBinding binding in _bindings)
+        foreach (ListenerBinding binding in bindings)
         {
             binding.Registered.GetAwaiter().GetResult();
         }
-        MegaPipeLog.Listening(_logger, EndPoint, channels, _options.Batching, _listener.IsPartitioned, _options.LightweightSockets, _options.UnsafeInlineScheduling);
+        MegaPipeLog.Listening(_logger, EndPoint, threads.Count, _options.Batching, _listener.IsPartitioned, _options.LightweightSockets, _options.UnsafeInlineScheduling);
     }
 
     internal ILogger Logger => _logger;
 
     // MaxConnections, or null.
     internal ConnectionLimiter? Limiter { get; }
-
-    // The engine of the channels and why (from the first channel; all are created alike).
-    internal ChannelEngine Engine => _threads[0].Channel.Engine;
-    internal string EngineReason => _threads[0].Channel.EngineReason;
-    internal string? EngineDegradation => _threads[0].Channel.Degradation;
 
     private void OnLimitChanged()
     {
@@ -152,16 +146,16 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
         }
         else
         {
+            // Bind failed part way: close what was registered, then the sockets.
+            foreach (ListenerBinding binding in _bindings.Where(b => b.IsStarted))
+            {
+                binding.Stop();
+                await binding.Closed.ConfigureAwait(false);
+            }
             _listener?.Dispose();
             _accepted.Writer.TryComplete();
         }
-        foreach (ChannelThread thread in _threads)
-        {
-            thread.RequestStop();
-        }
-        foreach (ChannelThread thread in _threads)
-        {
-            await thread.Stopped.ConfigureAwait(false);
-        }
+        // The last listener of the factory stops the channel set once its connections have drained.
+        await _factory.ReleaseGroupAsync(_group).ConfigureAwait(false);
     }
 }

@@ -29,6 +29,8 @@ public sealed class PerfSettings
     // --out: where results go (default perf/results); smoke runs should write elsewhere.
     public string ResultsDirectory { get; private set; } = "";
     public bool UpdateReadme { get; private set; } = true;
+    // --baseline-repo: a checkout of an earlier commit whose samples an experiment measures beside this build's.
+    public string? BaselineRepo { get; private set; }
     public string CommandLine { get; private set; } = "";
 
     private int? _rounds;
@@ -55,6 +57,7 @@ public sealed class PerfSettings
                 case "--cpus": s.Cpus = CpuSet.Parse(Next()); break;
                 case "--out": s.ResultsDirectory = Path.GetFullPath(Next()); break;
                 case "--no-readme": s.UpdateReadme = false; break;
+                case "--baseline-repo": s.BaselineRepo = Path.GetFullPath(Next()); break;
                 default: throw new ArgumentException($"unknown option {args[i]}");
             }
         }

@@ -8,7 +8,7 @@
 // Options: --rounds N --seconds S --warmup S (each experiment has its own defaults), --points a,b,c
 // (the x axis), --lengths a,b (scaling), --variants a,b, --connections N (per channel),
 // --channels N (breakdown), --cpus 0-3, --out DIR (a trial run: results elsewhere, README untouched),
-// --no-readme.
+// --no-readme, --baseline-repo DIR (endpoints: an earlier checkout measured beside this build).
 //
 // Server and load generator are separate processes pinned to different CPUs; variants run
 // interleaved, round by round, and the reports give ratios, because absolute figures on a shared
@@ -26,6 +26,7 @@ IExperiment[] experiments =
     new ScalingExperiment(),
     new MemcachedExperiment(),
     new NginxExperiment(),
+    new EndpointsExperiment(),
     new LegacyExperiment("pingpong", "issue 2: 64 B ping-pong, Core API vs System.Net.Sockets", 3, 8, 2, s => s.Rounds * 2, (s, p) => PingPongExperiment.Run(s, p)),
     new LegacyExperiment("web", "issue 3: samples/WebApp under wrk, Sockets vs MegaPipe vs nginx", 3, 8, 2, WebExperiment.Steps, WebExperiment.Run),
     new LegacyExperiment("static", "samples/StaticServer vs nginx: 6 KiB, the paper's mix, 1 MiB", 1, 5, 2, StaticExperiment.Steps, (s, p) => StaticExperiment.Run(s, p)),

@@ -15,13 +15,20 @@ namespace MegaPipe;
 public sealed class MegaPipeListener : IDisposable
 {
     private readonly Socket[] _sockets;
+    // The socket was handed over by the process that started us (systemd, a ListenHandle): its
+    // Unix socket path belongs to that process and is not deleted on Dispose.
+    private readonly bool _inherited;
 
-    private MegaPipeListener(Socket[] sockets, EndPoint localEndPoint, bool partitioned)
+    private MegaPipeListener(Socket[] sockets, EndPoint localEndPoint, bool partitioned, bool inherited = false)
     {
         _sockets = sockets;
         LocalEndPoint = localEndPoint;
         IsPartitioned = partitioned;
+        _inherited = inherited;
     }
+
+    /// <summary>True when the listener adopted a socket it did not create (<see cref="Adopt"/>).</summary>
+    public bool IsInherited => _inherited;
 
     /// <summary>The bound address (with the actual port when port 0 was asked for).</summary>
     public EndPoint LocalEndPoint { get; }
@@ -90,6 +97,26 @@ public sealed class MegaPipeListener : IDisposable
         }
     }
 
+    /// <summary>
+    /// Adopts a listening stream socket the process was given (systemd socket activation, an
+    /// inherited descriptor): one accept queue, shared by every channel that registers it (such a
+    /// socket cannot be partitioned). It is made to listen with <paramref name="backlog"/> if it
+    /// does not already (listen(2) on a listening socket only updates its backlog). The listener
+    /// owns the socket from now on and closes it on <see cref="Dispose"/>; a Unix socket's path is left in place.
+    /// </summary>
+    /// <exception cref="ArgumentException">The socket is not a TCP or Unix domain stream socket.</exception>
+    public static MegaPipeListener Adopt(Socket socket, int backlog = 512)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        if (socket.SocketType != SocketType.Stream || socket.AddressFamily is not (AddressFamily.InterNetwork or AddressFamily.InterNetworkV6 or AddressFamily.Unix))
+        {
+            throw new ArgumentException($"A MegaPipe listener needs a TCP or Unix domain stream socket; this one is {socket.AddressFamily} {socket.SocketType}.", nameof(socket));
+        }
+        EndPoint local = socket.LocalEndPoint ?? throw new ArgumentException("The socket is not bound.", nameof(socket));
+        socket.Listen(backlog);
+        return new MegaPipeListener([socket], local, partitioned: false, inherited: true);
+    }
+
     private static Socket CreateSocket(EndPoint endPoint)
     {
         Socket socket = endPoint is UnixDomainSocketEndPoint
@@ -125,7 +152,7 @@ public sealed class MegaPipeListener : IDisposable
         {
             socket.Dispose();
         }
-        if (LocalEndPoint is UnixDomainSocketEndPoint unix && unix.ToString() is { Length: > 0 } path && path[0] != '@')
+        if (!_inherited && LocalEndPoint is UnixDomainSocketEndPoint unix && unix.ToString() is { Length: > 0 } path && path[0] != '@')
         {
             try
             {

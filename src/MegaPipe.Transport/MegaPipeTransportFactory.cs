@@ -29,12 +29,51 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options.Value;
+        MegaPipeTransportOptionsValidator.ThrowIfInvalid(_options);
         _loggerFactory = loggerFactory;
         _memoryPoolFactory = memoryPoolFactory;
     }
 
-    /// <summary>IP and Unix domain socket endpoints.</summary>
-    public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint or UnixDomainSocketEndPoint;
+    /// <summary>
+    /// IP and Unix domain socket endpoints, and inherited listening sockets
+    /// (<see cref="FileHandleEndPoint"/>: ListenHandle, systemd socket activation) that are TCP or
+    /// Unix domain stream sockets. Other endpoints are logged and left to Kestrel's next transport.
+    /// </summary>
+    public bool CanBind(EndPoint endpoint)
+    {
+        string? reason = endpoint switch
+        {
+            IPEndPoint or UnixDomainSocketEndPoint => null,
+            FileHandleEndPoint handle => WhyNotServed(handle),
+            _ => $"{endpoint.GetType().Name} endpoints are not sockets MegaPipe can listen on",
+        };
+        if (reason is not null)
+        {
+            MegaPipeLog.EndpointNotServed(_loggerFactory.CreateLogger("MegaPipe.Transport"), endpoint, reason);
+        }
+        return reason is null;
+    }
+
+    // Null when the inherited descriptor is a stream socket MegaPipe can accept on.
+    private static string? WhyNotServed(FileHandleEndPoint endpoint)
+    {
+        if (endpoint.FileHandleType == FileHandleType.Pipe)
+        {
+            return $"descriptor {endpoint.FileHandle} is declared a pipe";
+        }
+        try
+        {
+            // A look at the descriptor only: this Socket does not own it.
+            using var socket = new Socket(new SafeSocketHandle((IntPtr)(long)endpoint.FileHandle, ownsHandle: false));
+            return socket.SocketType == SocketType.Stream && socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6 or AddressFamily.Unix
+                ? null
+                : $"descriptor {endpoint.FileHandle} is a {socket.AddressFamily} {socket.SocketType} socket, not a TCP or Unix domain stream socket";
+        }
+        catch (SocketException e)
+        {
+            return $"descriptor {endpoint.FileHandle} is not a socket ({e.SocketErrorCode})";
+        }
+    }
 
     /// <inheritdoc/>
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
@@ -42,7 +81,7 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
         ArgumentNullException.ThrowIfNull(endpoint);
         if (!CanBind(endpoint))
         {
-            throw new NotSupportedException($"The MegaPipe transport cannot bind {endpoint.GetType().Name} endpoints; register another transport for them.");
+            throw new NotSupportedException($"The MegaPipe transport cannot bind {endpoint}; register another transport for it.");
         }
         ILogger logger = _loggerFactory.CreateLogger("MegaPipe.Transport");
         ChannelGroup group = AcquireGroup(logger);

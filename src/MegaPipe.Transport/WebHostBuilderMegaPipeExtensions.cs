@@ -2,7 +2,10 @@
 
 using MegaPipe.Transport;
 using Microsoft.AspNetCore.Connections;
+using MegaPipe.Transport.Internal;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 
 namespace Microsoft.AspNetCore.Hosting;
 
@@ -23,7 +26,9 @@ public static class WebHostBuilderMegaPipeExtensions
         ArgumentNullException.ThrowIfNull(configure);
         return builder.ConfigureServices((context, services) =>
         {
-            services.AddOptions<MegaPipeTransportOptions>().Bind(context.Configuration.GetSection("MegaPipe")).Configure(configure);
+            services.AddOptions<MegaPipeTransportOptions>().Bind(context.Configuration.GetSection("MegaPipe")).Configure(configure).ValidateOnStart();
+            // Every option is checked when the host starts: a bad value stops it with a message naming the option.
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MegaPipeTransportOptions>, MegaPipeTransportOptionsValidator>());
             // Added after Kestrel's own transport: Kestrel asks the last registered factory first.
             services.AddSingleton<IConnectionListenerFactory, MegaPipeTransportFactory>();
         });

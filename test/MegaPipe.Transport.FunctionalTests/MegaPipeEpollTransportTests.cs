@@ -25,6 +25,14 @@ public sealed class MegaPipeEpollTransportTests(ITestOutputHelper output) : Tran
         Assert.Equal(LogLevel.Warning, engine.Level);
         Assert.Contains("epoll", engine.Message, StringComparison.Ordinal);
         Assert.Contains("ChannelOptions.Engine=Epoll", engine.Message, StringComparison.Ordinal);
+        // Each endpoint's line names the engine and does not claim lightweight sockets it cannot have.
+        LogEntry[] listening = server.Logs.Entries.Where(e => e.EventId.Name == "Listening").ToArray();
+        Assert.Equal(2, listening.Length);
+        Assert.All(listening, e =>
+        {
+            Assert.Contains("2 channels on epoll", e.Message, StringComparison.Ordinal);
+            Assert.Contains("lightweight sockets emulated with regular descriptors (epoll engine)", e.Message, StringComparison.Ordinal);
+        });
         await AssertServerServesAsync(server, "EngineFallback");
     }
 }

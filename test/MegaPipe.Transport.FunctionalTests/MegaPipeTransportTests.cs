@@ -65,7 +65,9 @@ public sealed class MegaPipeTransportTests(ITestOutputHelper output) : Transport
             },
             output: Output);
         LogEntry listening = Assert.Single(server.Logs.Entries, e => e.EventId.Name == "Listening");
-        Assert.Contains($"batching {batching}, partitioning {partitioning}, lightweight sockets {lightweightSockets}, inline scheduling {inlineScheduling}", listening.Message, StringComparison.Ordinal);
+        string partitioned = partitioning ? "on (2 CPU-steered accept queues)" : "off (MegaPipe:Partitioning is false)";
+        string lightweight = lightweightSockets ? "on" : "off (MegaPipe:LightweightSockets is false)";
+        Assert.Contains($"2 channels on io_uring, batching {batching}, partitioning {partitioned}, lightweight sockets {lightweight}, inline scheduling {inlineScheduling}", listening.Message, StringComparison.Ordinal);
 
         using HttpClient client = CreateClient(server);
         await Task.WhenAll(Enumerable.Range(0, 8).Select(async i =>
@@ -80,6 +82,16 @@ public sealed class MegaPipeTransportTests(ITestOutputHelper output) : Transport
         }
         byte[] downloaded = await client.GetByteArrayAsync($"/bytes/{payload.Length}");
         Assert.Equal(TestData.Sha256Hex(payload.Span), TestData.Sha256Hex(downloaded));
+        await AssertServerServesAsync(server);
+    }
+
+    [Fact]
+    public async Task OneChannel_ListeningLineSaysWhyThereIsNoPartitioning()
+    {
+        await using TestServer server = await TestServer.StartAsync(TestTransport.MegaPipe, app => CommonEndpoints.Map(app),
+            configureMegaPipe: options => options.ChannelCount = 1, output: Output);
+        LogEntry listening = Assert.Single(server.Logs.Entries, e => e.EventId.Name == "Listening");
+        Assert.Contains("1 channel on io_uring, batching True, partitioning off (one channel), lightweight sockets on", listening.Message, StringComparison.Ordinal);
         await AssertServerServesAsync(server);
     }
 

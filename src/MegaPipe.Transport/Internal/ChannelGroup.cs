@@ -35,10 +35,7 @@ internal sealed class ChannelGroup
     public static ChannelGroup Start(MegaPipeTransportOptions options, ILogger logger, IMemoryPoolFactory<byte>? memoryPoolFactory)
     {
         int count = options.ChannelCount;
-        if (count < 1)
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), count, $"MegaPipe:ChannelCount must be at least 1 (it defaults to the processor count, {Environment.ProcessorCount}).");
-        }
+        System.Diagnostics.Debug.Assert(count >= 1, "options are validated before the first bind");
         var threads = new ChannelThread[count];
         int started = 0;
         try

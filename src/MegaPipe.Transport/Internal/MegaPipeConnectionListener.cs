@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System.Net;
+using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -30,7 +31,6 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
         _factory = factory;
         if (options.MaxConnections is long max)
         {
-            ArgumentOutOfRangeException.ThrowIfLessThan(max, 1, "MegaPipeTransportOptions.MaxConnections");
             Limiter = new ConnectionLimiter(max);
             Limiter.PausedChanged += OnLimitChanged;
         }
@@ -42,12 +42,30 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
     public void Bind()
     {
         IReadOnlyList<ChannelThread> threads = _group.Threads;
-        _listener = MegaPipeListener.Bind(EndPoint, threads.Count, new ListenerOptions
+        if (EndPoint is FileHandleEndPoint inherited)
         {
-            Partitioned = _options.Partitioning,
-            Backlog = _options.Backlog,
-            NoDelay = _options.NoDelay,
-        });
+            // systemd socket activation or ListenHandle: a socket bound (and usually listening)
+            // before we started. It is one accept queue, registered in every channel.
+            var socket = new Socket(new SafeSocketHandle((IntPtr)(long)inherited.FileHandle, ownsHandle: true));
+            try
+            {
+                _listener = MegaPipeListener.Adopt(socket, _options.Backlog);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+        else
+        {
+            _listener = MegaPipeListener.Bind(EndPoint, threads.Count, new ListenerOptions
+            {
+                Partitioned = _options.Partitioning,
+                Backlog = _options.Backlog,
+                NoDelay = _options.NoDelay,
+            });
+        }
         EndPoint = _listener.LocalEndPoint;
         var bindings = new ListenerBinding[threads.Count];
         for (int i = 0; i < threads.Count; i++)
@@ -63,8 +81,27 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
         {
             binding.Registered.GetAwaiter().GetResult();
         }
-        MegaPipeLog.Listening(_logger, EndPoint, threads.Count, _options.Batching, _listener.IsPartitioned, _options.LightweightSockets, _options.UnsafeInlineScheduling);
+        MegaPipeLog.Listening(_logger, EndPoint, threads.Count == 1 ? "1 channel" : $"{threads.Count} channels", _group.Engine == ChannelEngine.Epoll ? "epoll" : "io_uring", _options.Batching,
+            DescribePartitioning(_listener, threads.Count), DescribeLightweightSockets(), _options.UnsafeInlineScheduling);
     }
+
+    // What the Listening line says of partitioning: on, or off and why.
+    private string DescribePartitioning(MegaPipeListener listener, int channels) => listener switch
+    {
+        { IsPartitioned: true } => $"on ({listener.QueueCount} CPU-steered accept queues)",
+        { IsInherited: true } => "off (an inherited socket is one accept queue, shared by every channel)",
+        _ when !_options.Partitioning => "off (MegaPipe:Partitioning is false)",
+        _ when channels == 1 => "off (one channel)",
+        _ when listener.LocalEndPoint is UnixDomainSocketEndPoint => "off (a Unix domain socket has one accept queue)",
+        _ => "off",
+    };
+
+    private string DescribeLightweightSockets() => _options.LightweightSockets switch
+    {
+        false => "off (MegaPipe:LightweightSockets is false)",
+        true when _group.Engine == ChannelEngine.Epoll => "emulated with regular descriptors (epoll engine)",
+        true => "on",
+    };
 
     internal ILogger Logger => _logger;
 

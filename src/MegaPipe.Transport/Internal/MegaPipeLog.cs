@@ -28,8 +28,11 @@ internal static partial class MegaPipeLog
     [LoggerMessage(7, LogLevel.Warning, "Accepting on {EndPoint} failed: {Errno}. The listener keeps accepting (after a pause when descriptors ran out; connections wait in the backlog meanwhile).", EventName = "AcceptFailed")]
     public static partial void AcceptFailed(ILogger logger, System.Net.EndPoint endPoint, Errno errno);
 
-    [LoggerMessage(8, LogLevel.Information, "MegaPipe transport listening on {EndPoint}: {Channels} channels, batching {Batching}, partitioning {Partitioned}, lightweight sockets {Lightweight}, inline scheduling {Inline}.", EventName = "Listening")]
-    public static partial void Listening(ILogger logger, System.Net.EndPoint endPoint, int channels, bool batching, bool partitioned, bool lightweight, bool inline);
+    [LoggerMessage(8, LogLevel.Information, "MegaPipe transport listening on {EndPoint}: {Channels} on {Engine}, batching {Batching}, partitioning {Partitioning}, lightweight sockets {Lightweight}, inline scheduling {Inline}.", EventName = "Listening")]
+    public static partial void Listening(ILogger logger, System.Net.EndPoint endPoint, string channels, string engine, bool batching, string partitioning, string lightweight, bool inline);
+
+    [LoggerMessage(16, LogLevel.Information, "Endpoint {EndPoint} is not served by MegaPipe: {Reason}. Kestrel's next transport serves it.", EventName = "EndpointNotServed")]
+    public static partial void EndpointNotServed(ILogger logger, System.Net.EndPoint endPoint, string reason);
 
     [LoggerMessage(9, LogLevel.Warning, "MegaPipe channel {Channel} runs degraded: {Degradation}", EventName = "ChannelDegraded")]
     public static partial void ChannelDegraded(ILogger logger, int channel, string degradation);

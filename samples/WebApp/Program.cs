@@ -2,6 +2,7 @@
 //   dotnet run -c Release --project samples/WebApp                       (MegaPipe, 127.0.0.1:5000)
 //   dotnet run -c Release --project samples/WebApp -- --transport sockets (Kestrel's Sockets transport)
 // Transport options bind from the "MegaPipe" section, e.g. --MegaPipe:UnsafeInlineScheduling true.
+// Started by systemd socket activation it serves the sockets it is handed (see UseSystemd below).
 // --diagnostics (or WebApp:Diagnostics=true) maps GET /_diag for soak runs: see Diagnostics.cs and perf/soak.
 bool diagnostics = Diagnostics.IsEnabled(ref args);
 var builder = WebApplication.CreateBuilder(args);
@@ -26,6 +27,9 @@ if (builder.Configuration["urls"] is null && builder.Configuration["ASPNETCORE_U
 {
     builder.WebHost.UseUrls("http://127.0.0.1:5000");
 }
+// Under systemd socket activation (or systemd-socket-activate) Kestrel serves the sockets it was
+// handed, and MegaPipe serves them on its channels; otherwise this does nothing.
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.UseSystemd());
 
 var app = builder.Build();
 app.UseStaticFiles();

@@ -1,5 +1,6 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
 using MegaPipe.Transport.Internal;
@@ -10,7 +11,7 @@ using Microsoft.Extensions.Options;
 namespace MegaPipe.Transport;
 
 /// <summary>Creates MegaPipe listeners for Kestrel.</summary>
-public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector
+public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
 {
     private readonly MegaPipeTransportOptions _options;
     private readonly ILoggerFactory _loggerFactory;
@@ -20,11 +21,14 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
     // The channel set every listener of this factory registers in; null until the first bind and
     // after the last listener is disposed.
     private ChannelGroup? _group;
+    // Listeners bound and not yet disposed (guarded by _gate; read by metrics).
+    private readonly List<MegaPipeConnectionListener> _listeners = new();
     // The engine choice is logged once, with the first channel set.
     private int _engineLogged;
+    private readonly MegaPipeMetrics _metrics;
 
     /// <summary>Creates the factory (normally through dependency injection).</summary>
-    public MegaPipeTransportFactory(IOptions<MegaPipeTransportOptions> options, ILoggerFactory loggerFactory, IMemoryPoolFactory<byte>? memoryPoolFactory = null)
+    public MegaPipeTransportFactory(IOptions<MegaPipeTransportOptions> options, ILoggerFactory loggerFactory, IMemoryPoolFactory<byte>? memoryPoolFactory = null, IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
@@ -32,7 +36,11 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
         MegaPipeTransportOptionsValidator.ThrowIfInvalid(_options);
         _loggerFactory = loggerFactory;
         _memoryPoolFactory = memoryPoolFactory;
+        _metrics = new MegaPipeMetrics(this, meterFactory);
     }
+
+    /// <summary>Disposes the transport's meter (the host disposes the factory when it stops).</summary>
+    public void Dispose() => _metrics.Dispose();
 
     /// <summary>
     /// IP and Unix domain socket endpoints, and inherited listening sockets
@@ -89,6 +97,10 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
         try
         {
             listener.Bind();
+            lock (_gate)
+            {
+                _listeners.Add(listener);
+            }
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {
@@ -130,10 +142,11 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
     }
 
     // A listener is done with the channel set; the last one stops it (after its connections drain).
-    internal Task ReleaseGroupAsync(ChannelGroup group)
+    internal Task ReleaseGroupAsync(ChannelGroup group, MegaPipeConnectionListener listener)
     {
         lock (_gate)
         {
+            _listeners.Remove(listener);
             if (!group.RemoveListener())
             {
                 return Task.CompletedTask;
@@ -144,6 +157,18 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
             }
         }
         return group.StopAsync();
+    }
+
+    // The listeners bound now (a copy, for metrics).
+    internal MegaPipeConnectionListener[] Listeners
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _listeners.ToArray();
+            }
+        }
     }
 
     // The running channel set, if any (for tests and diagnostics).

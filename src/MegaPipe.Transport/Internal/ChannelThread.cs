@@ -71,6 +71,13 @@ internal sealed class ChannelThread
 
     public Task Stopped => _stopped.Task;
 
+    // Between the channel's creation and its disposal (read by metrics from any thread).
+    private bool _running;
+    public bool IsRunning => Volatile.Read(ref _running);
+
+    // "io_uring" or "epoll", once the channel is created (a tag of every metric).
+    public string EngineName { get; private set; } = "";
+
     public void Post(IChannelWorkItem item) => _channel!.Post(item);
 
     public void RequestStop()
@@ -103,8 +110,9 @@ internal sealed class ChannelThread
         {
             MegaPipeLog.ChannelDegraded(Logger, Index, degradation);
         }
+        EngineName = channel.Engine == ChannelEngine.Epoll ? "epoll" : "io_uring";
+        Volatile.Write(ref _running, true);
         _started.SetResult();
-        MegaPipeMetrics.Register(this);
 
         var events = new CompletionEvent[512];
         try
@@ -121,7 +129,7 @@ internal sealed class ChannelThread
                     events[i] = default;
                 }
             }
-            MegaPipeMetrics.Unregister(this);
+            Volatile.Write(ref _running, false);
             channel.Dispose();
         }
         catch (Exception e)

@@ -24,6 +24,10 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
     // An accept failure was logged and no accept has succeeded since (channel thread only).
     private bool _acceptFailing;
     private readonly SyncAcceptingItem _syncAccepting;
+    // Times accepting paused: descriptors ran out (first failure of each episode), or the
+    // connection limit was reached (written on the channel thread, read by metrics).
+    private long _descriptorPauses;
+    private long _connectionLimitPauses;
 
     public ListenerBinding(MegaPipeConnectionListener owner, ChannelThread thread, MegaPipeListener listener, int partition)
     {
@@ -63,6 +67,7 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
         if (pause && !_acceptPaused)
         {
             channel.StopAccept(_handle);
+            Volatile.Write(ref _connectionLimitPauses, _connectionLimitPauses + 1);
         }
         else if (!pause && _acceptPaused)
         {
@@ -120,6 +125,10 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
     {
         public void Execute(MegaPipeChannel channel) => binding.ApplyLimit(channel);
     }
+
+    public ChannelThread Thread => _thread;
+    public long DescriptorPauses => Volatile.Read(ref _descriptorPauses);
+    public long ConnectionLimitPauses => Volatile.Read(ref _connectionLimitPauses);
 
     public Task Registered => _registered.Task;
     public Task Closed => _closed.Task;
@@ -197,6 +206,10 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
                 if (!_acceptFailing)
                 {
                     _acceptFailing = true;
+                    if (completion.Error is Errno.EMFILE or Errno.ENFILE or Errno.ENOBUFS or Errno.ENOMEM)
+                    {
+                        Volatile.Write(ref _descriptorPauses, _descriptorPauses + 1);
+                    }
                     MegaPipeLog.AcceptFailed(_owner.Logger, _listener.LocalEndPoint, completion.Error);
                 }
                 else

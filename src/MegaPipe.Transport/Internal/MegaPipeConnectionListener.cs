@@ -39,6 +39,9 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
 
     public EndPoint EndPoint { get; private set; }
 
+    // One accept queue registration per channel (for metrics).
+    internal IReadOnlyList<ListenerBinding> Bindings => _bindings;
+
     public void Bind()
     {
         IReadOnlyList<ChannelThread> threads = _group.Threads;
@@ -193,6 +196,6 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
             _accepted.Writer.TryComplete();
         }
         // The last listener of the factory stops the channel set once its connections have drained.
-        await _factory.ReleaseGroupAsync(_group).ConfigureAwait(false);
+        await _factory.ReleaseGroupAsync(_group, this).ConfigureAwait(false);
     }
 }

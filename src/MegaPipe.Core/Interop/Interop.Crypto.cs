@@ -11,6 +11,22 @@ internal static unsafe partial class Interop
 {
     internal const string LibCrypto = "libcrypto.so.3";
 
+    // libcrypto constants, kept apart from Interop's own so that Core's kernel-header check (StructLayoutTests)
+    // and MegaPipe.Tls.Tests' OpenSSL-header check (OpenSslConstantsTests) each see only theirs.
+    internal static class Crypto
+    {
+        internal const int BIO_CTRL_RESET = 1;
+        internal const int BIO_CTRL_PENDING = 10;
+        internal const int BIO_C_SET_BUF_MEM_EOF_RETURN = 130;
+        internal const int X509_V_ERR_CERT_REJECTED = 28;
+        internal const int X509_V_ERR_APPLICATION_VERIFICATION = 50;
+        internal const int CRYPTO_EX_INDEX_SSL = 0;
+        internal const int EVP_MAX_IV_LENGTH = 16;
+        internal const uint OSSL_PARAM_UTF8_STRING = 4;
+        internal const uint OSSL_PARAM_OCTET_STRING = 5;
+        internal static readonly nuint OSSL_PARAM_UNMODIFIED = nuint.MaxValue;
+    }
+
     // ---- error queue (per thread) ----
 
     [LibraryImport(LibCrypto)]
@@ -24,10 +40,6 @@ internal static unsafe partial class Interop
     internal static partial void ERR_error_string_n(ulong e, byte* buf, nuint len);
 
     // ---- BIO ----
-
-    internal const int BIO_CTRL_RESET = 1;
-    internal const int BIO_CTRL_PENDING = 10;
-    internal const int BIO_C_SET_BUF_MEM_EOF_RETURN = 130;
 
     [LibraryImport(LibCrypto)]
     internal static partial nint BIO_s_mem();
@@ -67,9 +79,6 @@ internal static unsafe partial class Interop
 
     // ---- certificate verification (borrowed pointers: nothing here is freed by us) ----
 
-    internal const int X509_V_ERR_CERT_REJECTED = 28;
-    internal const int X509_V_ERR_APPLICATION_VERIFICATION = 50;
-
     [LibraryImport(LibCrypto)]
     internal static partial nint X509_STORE_CTX_get0_cert(nint storeCtx);
 
@@ -91,14 +100,10 @@ internal static unsafe partial class Interop
 
     // ---- ex_data ----
 
-    internal const int CRYPTO_EX_INDEX_SSL = 0;
-
     [LibraryImport(LibCrypto)]
     internal static partial int CRYPTO_get_ex_new_index(int classIndex, nint argl, nint argp, nint newFunc, nint dupFunc, nint freeFunc);
 
     // ---- random, ciphers, MACs ----
-
-    internal const int EVP_MAX_IV_LENGTH = 16;
 
     [LibraryImport(LibCrypto)]
     internal static partial int RAND_bytes(byte* buf, int num);
@@ -117,10 +122,6 @@ internal static unsafe partial class Interop
 
     [LibraryImport(LibCrypto)]
     internal static partial int EVP_MAC_CTX_set_params(nint ctx, OSSL_PARAM* parameters);
-
-    internal const uint OSSL_PARAM_UTF8_STRING = 4;
-    internal const uint OSSL_PARAM_OCTET_STRING = 5;
-    internal static readonly nuint OSSL_PARAM_UNMODIFIED = nuint.MaxValue;
 
     // openssl/core.h: struct ossl_param_st. The array ends with an entry whose key is NULL.
     [StructLayout(LayoutKind.Sequential)]

@@ -12,58 +12,53 @@ internal static unsafe partial class Interop
 {
     internal const string LibSsl = "libssl.so.3";
 
-    internal const int TLS1_2_VERSION = 0x0303;
-    internal const int TLS1_3_VERSION = 0x0304;
-
-    internal const ulong SSL_OP_ALLOW_CLIENT_RENEGOTIATION = 0x100;
-    internal const ulong SSL_OP_NO_TICKET = 0x4000;
-    internal const ulong SSL_OP_NO_COMPRESSION = 0x20000;
-    internal const ulong SSL_OP_CIPHER_SERVER_PREFERENCE = 0x400000;
-    internal const ulong SSL_OP_NO_RENEGOTIATION = 0x40000000;
-
-    internal const long SSL_MODE_ENABLE_PARTIAL_WRITE = 0x1;
-    internal const long SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER = 0x2;
-    internal const long SSL_MODE_RELEASE_BUFFERS = 0x10;
-
-    internal const int SSL_CTRL_SET_TLSEXT_HOSTNAME = 55;    // SSL_set_tlsext_host_name
-    internal const int SSL_CTRL_SET_SESS_CACHE_SIZE = 42;    // SSL_CTX_sess_set_cache_size
-    internal const int SSL_CTRL_SET_SESS_CACHE_MODE = 44;    // SSL_CTX_set_session_cache_mode
-    internal const int SSL_CTRL_MODE = 33;                   // SSL_CTX_set_mode
-    internal const int SSL_CTRL_SET_TLSEXT_SERVERNAME_CB = 53; // SSL_CTX_set_tlsext_servername_callback
-    internal const int SSL_CTRL_CHAIN_CERT = 89;             // SSL_CTX_add1_chain_cert (larg 1 = add1)
-    internal const int SSL_CTRL_SET_GROUPS_LIST = 92;        // SSL_CTX_set1_groups_list
-    internal const int SSL_CTRL_SET_SIGALGS_LIST = 98;       // SSL_CTX_set1_sigalgs_list
-    internal const int SSL_CTRL_SET_MIN_PROTO_VERSION = 123; // SSL_CTX_set_min_proto_version
-    internal const int SSL_CTRL_SET_MAX_PROTO_VERSION = 124; // SSL_CTX_set_max_proto_version
-
-    internal const int SSL_SESS_CACHE_OFF = 0;
-    internal const int SSL_SESS_CACHE_SERVER = 2;
-
-    internal const int TLSEXT_NAMETYPE_host_name = 0;
-
-    internal const int SSL_ERROR_NONE = 0;
-    internal const int SSL_ERROR_SSL = 1;
-    internal const int SSL_ERROR_WANT_READ = 2;
-    internal const int SSL_ERROR_WANT_WRITE = 3;
-    internal const int SSL_ERROR_WANT_X509_LOOKUP = 4;
-    internal const int SSL_ERROR_SYSCALL = 5;
-    internal const int SSL_ERROR_ZERO_RETURN = 6;
-
-    internal const int SSL_SENT_SHUTDOWN = 1;
-    internal const int SSL_RECEIVED_SHUTDOWN = 2;
-
-    internal const int SSL_VERIFY_NONE = 0;
-    internal const int SSL_VERIFY_PEER = 1;
-    internal const int SSL_VERIFY_FAIL_IF_NO_PEER_CERT = 2;
-
-    internal const int SSL_TLSEXT_ERR_OK = 0;
-    internal const int SSL_TLSEXT_ERR_ALERT_FATAL = 2;
-    internal const int SSL_TLSEXT_ERR_NOACK = 3;
-
-    internal const int SSL_AD_HANDSHAKE_FAILURE = 40;
-    internal const int SSL_AD_INTERNAL_ERROR = 80;
-    internal const int SSL_AD_UNRECOGNIZED_NAME = 112;
-    internal const int SSL_AD_NO_APPLICATION_PROTOCOL = 120;
+    // libssl constants, kept apart from Interop's own so that Core's kernel-header check (StructLayoutTests)
+    // and MegaPipe.Tls.Tests' OpenSSL-header check (OpenSslConstantsTests) each see only theirs.
+    internal static class Ssl
+    {
+        internal const int TLS1_2_VERSION = 0x0303;
+        internal const int TLS1_3_VERSION = 0x0304;
+        internal const ulong SSL_OP_ALLOW_CLIENT_RENEGOTIATION = 0x100;
+        internal const ulong SSL_OP_NO_TICKET = 0x4000;
+        internal const ulong SSL_OP_NO_COMPRESSION = 0x20000;
+        internal const ulong SSL_OP_CIPHER_SERVER_PREFERENCE = 0x400000;
+        internal const ulong SSL_OP_NO_RENEGOTIATION = 0x40000000;
+        internal const long SSL_MODE_ENABLE_PARTIAL_WRITE = 0x1;
+        internal const long SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER = 0x2;
+        internal const long SSL_MODE_RELEASE_BUFFERS = 0x10;
+        internal const int SSL_CTRL_SET_TLSEXT_HOSTNAME = 55;    // SSL_set_tlsext_host_name
+        internal const int SSL_CTRL_SET_SESS_CACHE_SIZE = 42;    // SSL_CTX_sess_set_cache_size
+        internal const int SSL_CTRL_SET_SESS_CACHE_MODE = 44;    // SSL_CTX_set_session_cache_mode
+        internal const int SSL_CTRL_MODE = 33;                   // SSL_CTX_set_mode
+        internal const int SSL_CTRL_SET_TLSEXT_SERVERNAME_CB = 53; // SSL_CTX_set_tlsext_servername_callback
+        internal const int SSL_CTRL_CHAIN_CERT = 89;             // SSL_CTX_add1_chain_cert (larg 1 = add1)
+        internal const int SSL_CTRL_SET_GROUPS_LIST = 92;        // SSL_CTX_set1_groups_list
+        internal const int SSL_CTRL_SET_SIGALGS_LIST = 98;       // SSL_CTX_set1_sigalgs_list
+        internal const int SSL_CTRL_SET_MIN_PROTO_VERSION = 123; // SSL_CTX_set_min_proto_version
+        internal const int SSL_CTRL_SET_MAX_PROTO_VERSION = 124; // SSL_CTX_set_max_proto_version
+        internal const int SSL_SESS_CACHE_OFF = 0;
+        internal const int SSL_SESS_CACHE_SERVER = 2;
+        internal const int TLSEXT_NAMETYPE_host_name = 0;
+        internal const int SSL_ERROR_NONE = 0;
+        internal const int SSL_ERROR_SSL = 1;
+        internal const int SSL_ERROR_WANT_READ = 2;
+        internal const int SSL_ERROR_WANT_WRITE = 3;
+        internal const int SSL_ERROR_WANT_X509_LOOKUP = 4;
+        internal const int SSL_ERROR_SYSCALL = 5;
+        internal const int SSL_ERROR_ZERO_RETURN = 6;
+        internal const int SSL_SENT_SHUTDOWN = 1;
+        internal const int SSL_RECEIVED_SHUTDOWN = 2;
+        internal const int SSL_VERIFY_NONE = 0;
+        internal const int SSL_VERIFY_PEER = 1;
+        internal const int SSL_VERIFY_FAIL_IF_NO_PEER_CERT = 2;
+        internal const int SSL_TLSEXT_ERR_OK = 0;
+        internal const int SSL_TLSEXT_ERR_ALERT_FATAL = 2;
+        internal const int SSL_TLSEXT_ERR_NOACK = 3;
+        internal const int SSL_AD_HANDSHAKE_FAILURE = 40;
+        internal const int SSL_AD_INTERNAL_ERROR = 80;
+        internal const int SSL_AD_UNRECOGNIZED_NAME = 112;
+        internal const int SSL_AD_NO_APPLICATION_PROTOCOL = 120;
+    }
 
     // ---- SSL_CTX ----
 

@@ -38,7 +38,7 @@ public sealed unsafe partial class TlsServerContext
             session = TlsExData.GetSession(ssl);
             if (session?.ServerContext is not { } server || server.IsDisposed)
             {
-                return Interop.SSL_TLSEXT_ERR_ALERT_FATAL;
+                return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL;
             }
             // The client's list was validated by OpenSSL: a sequence of (length byte, name) entries.
             var offered = new ReadOnlySpan<byte>(input, (int)inputLength);
@@ -58,18 +58,18 @@ public sealed unsafe partial class TlsServerContext
                         *output = input + offset + 1;
                         *outputLength = (byte)length;
                         session.SetApplicationProtocolIndex(i);
-                        return Interop.SSL_TLSEXT_ERR_OK;
+                        return Interop.Ssl.SSL_TLSEXT_ERR_OK;
                     }
                     offset += 1 + length;
                 }
             }
             session.RecordCallbackFailure("the client offered none of the server's ALPN protocols");
-            return Interop.SSL_TLSEXT_ERR_ALERT_FATAL; // OpenSSL sends no_application_protocol
+            return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL; // OpenSSL sends no_application_protocol
         }
         catch (Exception e)
         {
             session?.RecordCallbackFailure("ALPN selection failed: " + e.Message);
-            return Interop.SSL_TLSEXT_ERR_ALERT_FATAL;
+            return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL;
         }
     }
 
@@ -83,16 +83,16 @@ public sealed unsafe partial class TlsServerContext
             session = TlsExData.GetSession(ssl);
             if (session?.ServerContext is not { } server || server.IsDisposed)
             {
-                *alert = Interop.SSL_AD_INTERNAL_ERROR;
-                return Interop.SSL_TLSEXT_ERR_ALERT_FATAL;
+                *alert = Interop.Ssl.SSL_AD_INTERNAL_ERROR;
+                return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL;
             }
             return server.SelectCertificate(ssl, session, alert);
         }
         catch (Exception e)
         {
             session?.RecordCallbackFailure("server certificate selection failed: " + e.GetType().Name + ": " + e.Message);
-            *alert = Interop.SSL_AD_INTERNAL_ERROR;
-            return Interop.SSL_TLSEXT_ERR_ALERT_FATAL;
+            *alert = Interop.Ssl.SSL_AD_INTERNAL_ERROR;
+            return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL;
         }
     }
 
@@ -108,20 +108,20 @@ public sealed unsafe partial class TlsServerContext
             session = ssl == 0 ? null : TlsExData.GetSession(ssl);
             if (session?.ServerContext is not { } server || server.IsDisposed)
             {
-                Interop.X509_STORE_CTX_set_error(storeContext, Interop.X509_V_ERR_APPLICATION_VERIFICATION);
+                Interop.X509_STORE_CTX_set_error(storeContext, Interop.Crypto.X509_V_ERR_APPLICATION_VERIFICATION);
                 return 0;
             }
             if (server.ValidateClientCertificate(session, storeContext))
             {
                 return 1;
             }
-            Interop.X509_STORE_CTX_set_error(storeContext, Interop.X509_V_ERR_CERT_REJECTED);
+            Interop.X509_STORE_CTX_set_error(storeContext, Interop.Crypto.X509_V_ERR_CERT_REJECTED);
             return 0;
         }
         catch (Exception e)
         {
             session?.RecordCallbackFailure("client certificate validation threw " + e.GetType().Name + ": " + e.Message);
-            Interop.X509_STORE_CTX_set_error(storeContext, Interop.X509_V_ERR_APPLICATION_VERIFICATION);
+            Interop.X509_STORE_CTX_set_error(storeContext, Interop.Crypto.X509_V_ERR_APPLICATION_VERIFICATION);
             return 0;
         }
         finally
@@ -165,32 +165,32 @@ public sealed unsafe partial class TlsServerContext
         catch (Exception e)
         {
             session.RecordCallbackFailure($"ServerCertificateSelector threw {e.GetType().Name} for host name '{hostName}': {e.Message}");
-            *alert = Interop.SSL_AD_INTERNAL_ERROR;
-            return Interop.SSL_TLSEXT_ERR_ALERT_FATAL;
+            *alert = Interop.Ssl.SSL_AD_INTERNAL_ERROR;
+            return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL;
         }
         if (certificate is null)
         {
             session.RecordCallbackFailure($"ServerCertificateSelector returned no certificate for host name '{hostName}' and there is no ServerCertificate");
-            *alert = Interop.SSL_AD_UNRECOGNIZED_NAME;
-            return Interop.SSL_TLSEXT_ERR_ALERT_FATAL;
+            *alert = Interop.Ssl.SSL_AD_UNRECOGNIZED_NAME;
+            return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL;
         }
         if (ReferenceEquals(certificate, _defaultCertificate))
         {
-            return Interop.SSL_TLSEXT_ERR_OK;
+            return Interop.Ssl.SSL_TLSEXT_ERR_OK;
         }
         SafeSslContextHandle? context = GetSelectedContext(certificate, session);
         if (context is null)
         {
-            *alert = Interop.SSL_AD_INTERNAL_ERROR;
-            return Interop.SSL_TLSEXT_ERR_ALERT_FATAL;
+            *alert = Interop.Ssl.SSL_AD_INTERNAL_ERROR;
+            return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL;
         }
         if (!ReferenceEquals(context, _defaultContext) && Interop.SSL_set_SSL_CTX(ssl, context) == 0)
         {
             session.RecordCallbackFailure("SSL_set_SSL_CTX failed: " + OpenSslError.Drain());
-            *alert = Interop.SSL_AD_INTERNAL_ERROR;
-            return Interop.SSL_TLSEXT_ERR_ALERT_FATAL;
+            *alert = Interop.Ssl.SSL_AD_INTERNAL_ERROR;
+            return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL;
         }
-        return Interop.SSL_TLSEXT_ERR_OK;
+        return Interop.Ssl.SSL_TLSEXT_ERR_OK;
     }
 
     // The native context for a selector certificate: cached by instance (a lock-free lookup), then by SHA-256, built once.

@@ -28,7 +28,7 @@ public sealed partial class TlsServerContext
 
     // Every connection's record buffers are released while it is idle; partial writes and a moving buffer make
     // SSL_write's retry contract the caller-friendly one (a memory BIO never asks for a retry in practice).
-    private const long Modes = Interop.SSL_MODE_RELEASE_BUFFERS | Interop.SSL_MODE_ENABLE_PARTIAL_WRITE | Interop.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
+    private const long Modes = Interop.Ssl.SSL_MODE_RELEASE_BUFFERS | Interop.Ssl.SSL_MODE_ENABLE_PARTIAL_WRITE | Interop.Ssl.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
 
     private unsafe SafeSslContextHandle CreateNativeContext(X509Certificate2? certificate, X509Certificate2Collection? chain, AsymmetricAlgorithm? privateKey = null)
     {
@@ -42,15 +42,15 @@ public sealed partial class TlsServerContext
         }
         try
         {
-            Check(Interop.SSL_CTX_ctrl(context, Interop.SSL_CTRL_SET_MIN_PROTO_VERSION, _minVersion, 0) == 1, "SSL_CTX_set_min_proto_version");
-            Check(Interop.SSL_CTX_ctrl(context, Interop.SSL_CTRL_SET_MAX_PROTO_VERSION, _maxVersion, 0) == 1, "SSL_CTX_set_max_proto_version");
-            ulong options = Interop.SSL_OP_NO_RENEGOTIATION | Interop.SSL_OP_NO_COMPRESSION | Interop.SSL_OP_CIPHER_SERVER_PREFERENCE;
+            Check(Interop.SSL_CTX_ctrl(context, Interop.Ssl.SSL_CTRL_SET_MIN_PROTO_VERSION, _minVersion, 0) == 1, "SSL_CTX_set_min_proto_version");
+            Check(Interop.SSL_CTX_ctrl(context, Interop.Ssl.SSL_CTRL_SET_MAX_PROTO_VERSION, _maxVersion, 0) == 1, "SSL_CTX_set_max_proto_version");
+            ulong options = Interop.Ssl.SSL_OP_NO_RENEGOTIATION | Interop.Ssl.SSL_OP_NO_COMPRESSION | Interop.Ssl.SSL_OP_CIPHER_SERVER_PREFERENCE;
             if (_ticketKeys is null)
             {
-                options |= Interop.SSL_OP_NO_TICKET;
+                options |= Interop.Ssl.SSL_OP_NO_TICKET;
             }
             Interop.SSL_CTX_set_options(context, options);
-            Interop.SSL_CTX_ctrl(context, Interop.SSL_CTRL_MODE, (nint)Modes, 0);
+            Interop.SSL_CTX_ctrl(context, Interop.Ssl.SSL_CTRL_MODE, (nint)Modes, 0);
             fixed (byte* list = Tls12CipherList)
             {
                 Check(Interop.SSL_CTX_set_cipher_list(context, list) == 1, "SSL_CTX_set_cipher_list");
@@ -61,11 +61,11 @@ public sealed partial class TlsServerContext
             }
             fixed (byte* list = Groups)
             {
-                Check(Interop.SSL_CTX_ctrl(context, Interop.SSL_CTRL_SET_GROUPS_LIST, 0, (nint)list) == 1, "SSL_CTX_set1_groups_list");
+                Check(Interop.SSL_CTX_ctrl(context, Interop.Ssl.SSL_CTRL_SET_GROUPS_LIST, 0, (nint)list) == 1, "SSL_CTX_set1_groups_list");
             }
             fixed (byte* list = SignatureAlgorithms)
             {
-                Check(Interop.SSL_CTX_ctrl(context, Interop.SSL_CTRL_SET_SIGALGS_LIST, 0, (nint)list) == 1, "SSL_CTX_set1_sigalgs_list");
+                Check(Interop.SSL_CTX_ctrl(context, Interop.Ssl.SSL_CTRL_SET_SIGALGS_LIST, 0, (nint)list) == 1, "SSL_CTX_set1_sigalgs_list");
             }
             Interop.SSL_CTX_set_security_level(context, SecurityLevel);
             fixed (byte* id = _sessionIdContext)
@@ -74,7 +74,7 @@ public sealed partial class TlsServerContext
             }
             // Resumption is stateless (tickets) only, as nginx does by default: no shared session cache to lock on
             // every handshake, and nothing per session kept on the server.
-            Interop.SSL_CTX_ctrl(context, Interop.SSL_CTRL_SET_SESS_CACHE_MODE, Interop.SSL_SESS_CACHE_OFF, 0);
+            Interop.SSL_CTX_ctrl(context, Interop.Ssl.SSL_CTRL_SET_SESS_CACHE_MODE, Interop.Ssl.SSL_SESS_CACHE_OFF, 0);
             if (_ticketKeys is null)
             {
                 Check(Interop.SSL_CTX_set_num_tickets(context, 0) == 1, "SSL_CTX_set_num_tickets");
@@ -85,10 +85,10 @@ public sealed partial class TlsServerContext
             }
             if (_clientCertificateMode != TlsClientCertificateMode.NoCertificate)
             {
-                int mode = Interop.SSL_VERIFY_PEER;
+                int mode = Interop.Ssl.SSL_VERIFY_PEER;
                 if (_clientCertificateMode == TlsClientCertificateMode.RequireCertificate)
                 {
-                    mode |= Interop.SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+                    mode |= Interop.Ssl.SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
                 }
                 Interop.SSL_CTX_set_verify(context, mode, 0);
                 Interop.SSL_CTX_set_cert_verify_callback(context, CertificateVerifyCallbackPointer, 0);
@@ -99,7 +99,7 @@ public sealed partial class TlsServerContext
             }
             if (_selector is not null)
             {
-                Interop.SSL_CTX_callback_ctrl(context, Interop.SSL_CTRL_SET_TLSEXT_SERVERNAME_CB, ServerNameCallbackPointer);
+                Interop.SSL_CTX_callback_ctrl(context, Interop.Ssl.SSL_CTRL_SET_TLSEXT_SERVERNAME_CB, ServerNameCallbackPointer);
             }
             if (certificate is not null)
             {
@@ -149,7 +149,7 @@ public sealed partial class TlsServerContext
                 TlsThrowHelper.ThrowOpenSsl("d2i_X509", $"the chain certificate '{intermediate.Subject}' could not be parsed");
             }
             // SSL_CTX_add1_chain_cert takes its own reference, so ours is released by the using.
-            Check(Interop.SSL_CTX_ctrl(context, Interop.SSL_CTRL_CHAIN_CERT, 1, x509.DangerousGetHandle()) == 1, "SSL_CTX_add1_chain_cert", $"chain certificate '{intermediate.Subject}'");
+            Check(Interop.SSL_CTX_ctrl(context, Interop.Ssl.SSL_CTRL_CHAIN_CERT, 1, x509.DangerousGetHandle()) == 1, "SSL_CTX_add1_chain_cert", $"chain certificate '{intermediate.Subject}'");
         }
     }
 

@@ -160,7 +160,7 @@ public sealed partial class TlsServerContext : IDisposable
     {
         if (protocols == SslProtocols.None)
         {
-            return (Interop.TLS1_2_VERSION, Interop.TLS1_3_VERSION);
+            return (Interop.Ssl.TLS1_2_VERSION, Interop.Ssl.TLS1_3_VERSION);
         }
         const SslProtocols Allowed = SslProtocols.Tls12 | SslProtocols.Tls13;
         if ((protocols & ~Allowed) != 0)
@@ -169,8 +169,8 @@ public sealed partial class TlsServerContext : IDisposable
                 $"SslProtocols {protocols} is not allowed: only Tls12 and Tls13 are supported (SSL 2/3, TLS 1.0 and TLS 1.1 are broken or deprecated by RFC 8996).",
                 nameof(TlsServerOptions.SslProtocols));
         }
-        int min = (protocols & SslProtocols.Tls12) != 0 ? Interop.TLS1_2_VERSION : Interop.TLS1_3_VERSION;
-        int max = (protocols & SslProtocols.Tls13) != 0 ? Interop.TLS1_3_VERSION : Interop.TLS1_2_VERSION;
+        int min = (protocols & SslProtocols.Tls12) != 0 ? Interop.Ssl.TLS1_2_VERSION : Interop.Ssl.TLS1_3_VERSION;
+        int max = (protocols & SslProtocols.Tls13) != 0 ? Interop.Ssl.TLS1_3_VERSION : Interop.Ssl.TLS1_2_VERSION;
         return (min, max);
     }
 

@@ -36,8 +36,8 @@ public sealed partial class TlsSession
         int error = Interop.SSL_get_error(_sslPointer, result);
         switch (error)
         {
-            case Interop.SSL_ERROR_WANT_READ:
-            case Interop.SSL_ERROR_WANT_WRITE: // a memory BIO never refuses a write; listed for completeness
+            case Interop.Ssl.SSL_ERROR_WANT_READ:
+            case Interop.Ssl.SSL_ERROR_WANT_WRITE: // a memory BIO never refuses a write; listed for completeness
                 if (_inputCompleted)
                 {
                     OpenSslError.Drain();
@@ -45,7 +45,7 @@ public sealed partial class TlsSession
                     return TlsHandshakeStatus.Failed;
                 }
                 return TlsHandshakeStatus.NeedMoreInput;
-            case Interop.SSL_ERROR_ZERO_RETURN:
+            case Interop.Ssl.SSL_ERROR_ZERO_RETURN:
                 OpenSslError.Drain();
                 FailWith("TLS handshake failed: the peer sent close_notify during the handshake");
                 return TlsHandshakeStatus.Failed;

@@ -30,8 +30,8 @@ public sealed partial class TlsSession
             }
             return Interop.SSL_version(_sslPointer) switch
             {
-                Interop.TLS1_3_VERSION => SslProtocols.Tls13,
-                Interop.TLS1_2_VERSION => SslProtocols.Tls12,
+                Interop.Ssl.TLS1_3_VERSION => SslProtocols.Tls13,
+                Interop.Ssl.TLS1_2_VERSION => SslProtocols.Tls12,
                 _ => SslProtocols.None,
             };
         }
@@ -67,7 +67,7 @@ public sealed partial class TlsSession
             ThrowIfDisposed();
             if (!_hostNameLoaded)
             {
-                nint name = Interop.SSL_get_servername(_sslPointer, Interop.TLSEXT_NAMETYPE_host_name);
+                nint name = Interop.SSL_get_servername(_sslPointer, Interop.Ssl.TLSEXT_NAMETYPE_host_name);
                 _hostName = name == 0 ? null : Marshal.PtrToStringUTF8(name);
                 // Before the ClientHello is parsed the answer may change; cache it only once it can no longer.
                 _hostNameLoaded = name != 0 || _phase != SessionPhase.Handshaking;

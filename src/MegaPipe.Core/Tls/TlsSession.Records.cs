@@ -31,7 +31,7 @@ public sealed partial class TlsSession
         get
         {
             ThrowIfDisposed();
-            return (int)Interop.BIO_ctrl(_readBio, Interop.BIO_CTRL_PENDING, 0, 0);
+            return (int)Interop.BIO_ctrl(_readBio, Interop.Crypto.BIO_CTRL_PENDING, 0, 0);
         }
     }
 
@@ -41,7 +41,7 @@ public sealed partial class TlsSession
         get
         {
             ThrowIfDisposed();
-            return (int)Interop.BIO_ctrl(_writeBio, Interop.BIO_CTRL_PENDING, 0, 0);
+            return (int)Interop.BIO_ctrl(_writeBio, Interop.Crypto.BIO_CTRL_PENDING, 0, 0);
         }
     }
 
@@ -118,10 +118,10 @@ public sealed partial class TlsSession
                 int error = Interop.SSL_get_error(_sslPointer, 0);
                 switch (error)
                 {
-                    case Interop.SSL_ERROR_WANT_READ:
-                    case Interop.SSL_ERROR_WANT_WRITE:
+                    case Interop.Ssl.SSL_ERROR_WANT_READ:
+                    case Interop.Ssl.SSL_ERROR_WANT_WRITE:
                         return EndOfRecords();
-                    case Interop.SSL_ERROR_ZERO_RETURN:
+                    case Interop.Ssl.SSL_ERROR_ZERO_RETURN:
                         OpenSslError.Drain();
                         _peerEnd = TlsReadStatus.Closed;
                         return TlsReadStatus.Closed;
@@ -342,7 +342,7 @@ public sealed partial class TlsSession
     // header was read and whose body has not arrived (record layer state "RB": read body).
     private unsafe bool HasBufferedInput()
     {
-        if (Interop.BIO_ctrl(_readBio, Interop.BIO_CTRL_PENDING, 0, 0) > 0 || Interop.SSL_has_pending(_sslPointer) == 1)
+        if (Interop.BIO_ctrl(_readBio, Interop.Crypto.BIO_CTRL_PENDING, 0, 0) > 0 || Interop.SSL_has_pending(_sslPointer) == 1)
         {
             return true;
         }

@@ -108,7 +108,7 @@ public sealed partial class TlsSession : IDisposable
                     byte[] name = System.Text.Encoding.ASCII.GetBytes(serverName + "\0");
                     fixed (byte* pointer = name)
                     {
-                        if (Interop.SSL_ctrl(_sslPointer, Interop.SSL_CTRL_SET_TLSEXT_HOSTNAME, Interop.TLSEXT_NAMETYPE_host_name, (nint)pointer) != 1)
+                        if (Interop.SSL_ctrl(_sslPointer, Interop.Ssl.SSL_CTRL_SET_TLSEXT_HOSTNAME, Interop.Ssl.TLSEXT_NAMETYPE_host_name, (nint)pointer) != 1)
                         {
                             TlsThrowHelper.ThrowOpenSsl("SSL_set_tlsext_host_name");
                         }
@@ -185,7 +185,7 @@ public sealed partial class TlsSession : IDisposable
         }
         else if (_callbackFailure is null)
         {
-            reason += sslError == Interop.SSL_ERROR_SYSCALL ? ": unexpected end of the record stream" : $": SSL_get_error {sslError}";
+            reason += sslError == Interop.Ssl.SSL_ERROR_SYSCALL ? ": unexpected end of the record stream" : $": SSL_get_error {sslError}";
         }
         FailWith(reason);
     }

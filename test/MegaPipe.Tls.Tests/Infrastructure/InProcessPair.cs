@@ -58,6 +58,9 @@ internal sealed class InProcessPair : IDisposable
 
     public void Dispose()
     {
+        // A clean close: OpenSSL marks a session that ended without close_notify as not resumable.
+        Client.Shutdown();
+        Server.Shutdown();
         Server.Dispose();
         Client.Dispose();
     }

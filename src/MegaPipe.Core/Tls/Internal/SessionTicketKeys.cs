@@ -71,7 +71,7 @@ internal sealed unsafe class SessionTicketKeys : IDisposable
                 RotateIfDueUnsynchronized();
                 _current.CopyTo(new Span<byte>(key, KeyLength));
             }
-            if (Interop.RAND_bytes(iv, Interop.EVP_MAX_IV_LENGTH) != 1)
+            if (Interop.RAND_bytes(iv, Interop.Crypto.EVP_MAX_IV_LENGTH) != 1)
             {
                 return 0;
             }
@@ -171,8 +171,8 @@ internal sealed unsafe class SessionTicketKeys : IDisposable
         fixed (byte* digest = "SHA256\0"u8)
         {
             Interop.OSSL_PARAM* parameters = stackalloc Interop.OSSL_PARAM[3];
-            parameters[0] = new Interop.OSSL_PARAM { key = keyParameter, data_type = Interop.OSSL_PARAM_OCTET_STRING, data = hmacKey, data_size = HmacKeyLength, return_size = Interop.OSSL_PARAM_UNMODIFIED };
-            parameters[1] = new Interop.OSSL_PARAM { key = digestParameter, data_type = Interop.OSSL_PARAM_UTF8_STRING, data = digest, data_size = 6, return_size = Interop.OSSL_PARAM_UNMODIFIED };
+            parameters[0] = new Interop.OSSL_PARAM { key = keyParameter, data_type = Interop.Crypto.OSSL_PARAM_OCTET_STRING, data = hmacKey, data_size = HmacKeyLength, return_size = Interop.Crypto.OSSL_PARAM_UNMODIFIED };
+            parameters[1] = new Interop.OSSL_PARAM { key = digestParameter, data_type = Interop.Crypto.OSSL_PARAM_UTF8_STRING, data = digest, data_size = 6, return_size = Interop.Crypto.OSSL_PARAM_UNMODIFIED };
             parameters[2] = default;
             return Interop.EVP_MAC_CTX_set_params(macContext, parameters) == 1;
         }

@@ -20,11 +20,11 @@ internal sealed unsafe class TlsClientContext : IDisposable
             _context.Dispose();
             TlsThrowHelper.ThrowOpenSsl("SSL_CTX_new");
         }
-        int min = protocols is SslProtocols.None || (protocols & SslProtocols.Tls12) != 0 ? Interop.TLS1_2_VERSION : Interop.TLS1_3_VERSION;
-        int max = protocols is SslProtocols.None || (protocols & SslProtocols.Tls13) != 0 ? Interop.TLS1_3_VERSION : Interop.TLS1_2_VERSION;
-        Interop.SSL_CTX_ctrl(_context, Interop.SSL_CTRL_SET_MIN_PROTO_VERSION, min, 0);
-        Interop.SSL_CTX_ctrl(_context, Interop.SSL_CTRL_SET_MAX_PROTO_VERSION, max, 0);
-        Interop.SSL_CTX_ctrl(_context, Interop.SSL_CTRL_MODE, (nint)Interop.SSL_MODE_RELEASE_BUFFERS, 0);
+        int min = protocols is SslProtocols.None || (protocols & SslProtocols.Tls12) != 0 ? Interop.Ssl.TLS1_2_VERSION : Interop.Ssl.TLS1_3_VERSION;
+        int max = protocols is SslProtocols.None || (protocols & SslProtocols.Tls13) != 0 ? Interop.Ssl.TLS1_3_VERSION : Interop.Ssl.TLS1_2_VERSION;
+        Interop.SSL_CTX_ctrl(_context, Interop.Ssl.SSL_CTRL_SET_MIN_PROTO_VERSION, min, 0);
+        Interop.SSL_CTX_ctrl(_context, Interop.Ssl.SSL_CTRL_SET_MAX_PROTO_VERSION, max, 0);
+        Interop.SSL_CTX_ctrl(_context, Interop.Ssl.SSL_CTRL_MODE, (nint)Interop.Ssl.SSL_MODE_RELEASE_BUFFERS, 0);
         if (applicationProtocols is { Count: > 0 })
         {
             var wire = new List<byte>();

@@ -13,7 +13,7 @@ internal static class TlsExData
 
     private static int AllocateIndex()
     {
-        int index = Interop.CRYPTO_get_ex_new_index(Interop.CRYPTO_EX_INDEX_SSL, 0, 0, 0, 0, 0);
+        int index = Interop.CRYPTO_get_ex_new_index(Interop.Crypto.CRYPTO_EX_INDEX_SSL, 0, 0, 0, 0, 0);
         if (index < 0)
         {
             TlsThrowHelper.ThrowOpenSsl("CRYPTO_get_ex_new_index");

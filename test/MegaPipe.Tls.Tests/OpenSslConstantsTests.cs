@@ -11,7 +11,7 @@ namespace MegaPipe.Tls.Tests;
 // through. Needs gcc and libssl-dev (the headers of the libssl3 the tests run on).
 public sealed class OpenSslConstantsTests
 {
-    private static readonly string[] Includes = ["stdio.h", "stddef.h", "openssl/ssl.h", "openssl/err.h", "openssl/bio.h", "openssl/evp.h", "openssl/core.h", "openssl/x509_vfy.h"];
+    private static readonly string[] Includes = ["stdio.h", "stddef.h", "openssl/buffer.h", "openssl/ssl.h", "openssl/err.h", "openssl/bio.h", "openssl/evp.h", "openssl/core.h", "openssl/x509_vfy.h"];
 
     private static IEnumerable<FieldInfo> Constants()
         => new[] { typeof(Interop.Ssl), typeof(Interop.Crypto) }
@@ -48,6 +48,11 @@ public sealed class OpenSslConstantsTests
         foreach (string field in new[] { "key", "data_type", "data", "data_size", "return_size" })
         {
             c.AppendLine($"  printf(\"offsetof(OSSL_PARAM.{field}) %zu\\n\", offsetof(OSSL_PARAM, {field}));");
+        }
+        c.AppendLine("  printf(\"sizeof(BUF_MEM) %zu\\n\", sizeof(BUF_MEM));");
+        foreach (string field in new[] { "length", "data", "max", "flags" })
+        {
+            c.AppendLine($"  printf(\"offsetof(BUF_MEM.{field}) %zu\\n\", offsetof(BUF_MEM, {field}));");
         }
         c.AppendLine("  return 0;\n}");
         string directory = Path.Combine(Path.GetTempPath(), "megapipe-openssl-probe-" + Environment.ProcessId);
@@ -108,6 +113,11 @@ public sealed class OpenSslConstantsTests
         foreach (string field in new[] { "key", "data_type", "data", "data_size", "return_size" })
         {
             Assert.Equal(probe[$"offsetof(OSSL_PARAM.{field})"], (long)Marshal.OffsetOf<Interop.OSSL_PARAM>(field));
+        }
+        Assert.Equal(probe["sizeof(BUF_MEM)"], Marshal.SizeOf<Interop.BUF_MEM>());
+        foreach (string field in new[] { "length", "data", "max", "flags" })
+        {
+            Assert.Equal(probe[$"offsetof(BUF_MEM.{field})"], (long)Marshal.OffsetOf<Interop.BUF_MEM>(field));
         }
     }
 }

@@ -96,6 +96,17 @@ public sealed class SessionTicketKeyTests
         Assert.False(Resumes(second, client, ticket));
     }
 
+    [Theory]
+    [InlineData(0, false)]
+    [InlineData(1, true)]
+    public void Tls13TicketCount_ZeroMeansNoResumption(int count, bool resumes)
+    {
+        using var server = new TlsServerContext(new TlsServerOptions { ServerCertificate = TestCertificates.Ecdsa, Tls13SessionTicketCount = count });
+        using var client = new TlsClientContext(SslProtocols.Tls13);
+        using SafeSslSessionHandle ticket = FirstTicket(server, client);
+        Assert.Equal(resumes, Resumes(server, client, ticket));
+    }
+
     [Fact]
     public void Rotate_WithTicketsOff_IsRefused()
     {

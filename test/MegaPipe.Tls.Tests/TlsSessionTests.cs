@@ -207,6 +207,37 @@ public sealed class TlsSessionTests : IDisposable
     }
 
     [Fact]
+    public void TrimBuffers_ReleasesGrownBuffers_LosesNothing()
+    {
+        using InProcessPair pair = Established();
+        Assert.False(pair.Server.TrimBuffers()); // the handshake's flights are small
+        byte[] payload = RandomNumberGenerator.GetBytes(3 * TlsSession.MaxRecordPlaintext);
+        void ExchangeBothWays()
+        {
+            pair.Server.Feed(EncryptAll(pair.Client, payload, 4 * TlsSession.RecommendedOutputBufferSize, out _));
+            Assert.Equal(payload, DecryptAll(pair.Server, 64 * 1024, out _));
+            pair.Client.Feed(EncryptAll(pair.Server, payload, 4 * TlsSession.RecommendedOutputBufferSize, out _));
+            Assert.Equal(payload, DecryptAll(pair.Client, 64 * 1024, out _));
+        }
+
+        ExchangeBothWays();
+        Assert.True(pair.Server.TrimBuffers()); // both BIOs grew to 16 KiB and more, and are empty
+        Assert.False(pair.Server.TrimBuffers());
+        ExchangeBothWays(); // works on the new BIOs
+
+        // A grown write BIO that holds bytes (close_notify) is left alone; the empty read BIO is replaced.
+        pair.Server.Shutdown();
+        int pending = pair.Server.PendingOutputLength;
+        Assert.True(pending > 0);
+        Assert.True(pair.Server.TrimBuffers());
+        Assert.Equal(pending, pair.Server.PendingOutputLength);
+        pair.Transfer(pair.Server, pair.Client);
+        Assert.Equal(TlsReadStatus.Closed, pair.Client.Decrypt(new byte[100], out _));
+        Assert.True(pair.Server.TrimBuffers()); // now empty: the write BIO goes too
+        Assert.False(pair.Server.TrimBuffers());
+    }
+
+    [Fact]
     public void Misuse_IsRefusedClearly()
     {
         TlsSession session = _server.CreateSession();

@@ -18,6 +18,7 @@ internal static unsafe partial class Interop
         internal const int BIO_CTRL_RESET = 1;
         internal const int BIO_CTRL_PENDING = 10;
         internal const int BIO_C_SET_BUF_MEM_EOF_RETURN = 130;
+        internal const int BIO_C_GET_BUF_MEM_PTR = 115; // BIO_get_mem_ptr
         internal const int X509_V_ERR_CERT_REJECTED = 28;
         internal const int X509_V_ERR_APPLICATION_VERIFICATION = 50;
         internal const int CRYPTO_EX_INDEX_SSL = 0;
@@ -122,6 +123,16 @@ internal static unsafe partial class Interop
 
     [LibraryImport(LibCrypto)]
     internal static partial int EVP_MAC_CTX_set_params(nint ctx, OSSL_PARAM* parameters);
+
+    // openssl/buffer.h: struct buf_mem_st, a memory BIO's buffer (read through BIO_get_mem_ptr, never written).
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct BUF_MEM
+    {
+        public nuint length;
+        public byte* data;
+        public nuint max;
+        public nuint flags;
+    }
 
     // openssl/core.h: struct ossl_param_st. The array ends with an entry whose key is NULL.
     [StructLayout(LayoutKind.Sequential)]

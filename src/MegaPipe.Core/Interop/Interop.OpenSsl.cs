@@ -139,6 +139,13 @@ internal static unsafe partial class Interop
     [LibraryImport(LibSsl)]
     internal static partial void SSL_set_bio(nint ssl, nint rbio, nint wbio);
 
+    // Replace one BIO; the SSL frees the one it had (BIO_free_all) and owns the new one.
+    [LibraryImport(LibSsl)]
+    internal static partial void SSL_set0_rbio(nint ssl, nint rbio);
+
+    [LibraryImport(LibSsl)]
+    internal static partial void SSL_set0_wbio(nint ssl, nint wbio);
+
     [LibraryImport(LibSsl)]
     internal static partial void SSL_set_accept_state(nint ssl);
 

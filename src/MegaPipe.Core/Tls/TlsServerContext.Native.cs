@@ -81,6 +81,7 @@ public sealed partial class TlsServerContext
             }
             else
             {
+                Check(Interop.SSL_CTX_set_num_tickets(context, (nuint)_tls13TicketCount) == 1, "SSL_CTX_set_num_tickets");
                 Check(Interop.SSL_CTX_set_tlsext_ticket_key_evp_cb(context, TicketKeyCallbackPointer) == 1, "SSL_CTX_set_tlsext_ticket_key_evp_cb");
             }
             if (_clientCertificateMode != TlsClientCertificateMode.NoCertificate)
@@ -137,10 +138,30 @@ public sealed partial class TlsServerContext
                 TlsThrowHelper.ThrowOpenSsl("Loading the server certificate", $"the private key does not match the certificate {name}");
             }
         }
+        X509Certificate2Collection? built = null;
         if (chain is null)
         {
-            return;
+            // No chain given: find the intermediates in the certificate stores, as Kestrel does (offline, no downloads).
+            chain = built = FindIntermediates(certificate);
         }
+        try
+        {
+            AddChain(context, chain);
+        }
+        finally
+        {
+            if (built is not null)
+            {
+                foreach (X509Certificate2 c in built)
+                {
+                    c.Dispose();
+                }
+            }
+        }
+    }
+
+    private static void AddChain(SafeSslContextHandle context, X509Certificate2Collection chain)
+    {
         foreach (X509Certificate2 intermediate in chain)
         {
             using SafeX509Handle x509 = SafeX509Handle.FromDer(intermediate.RawDataMemory.Span);
@@ -151,6 +172,32 @@ public sealed partial class TlsServerContext
             // SSL_CTX_add1_chain_cert takes its own reference, so ours is released by the using.
             Check(Interop.SSL_CTX_ctrl(context, Interop.Ssl.SSL_CTRL_CHAIN_CERT, 1, x509.DangerousGetHandle()) == 1, "SSL_CTX_add1_chain_cert", $"chain certificate '{intermediate.Subject}'");
         }
+    }
+
+    // The chain above the leaf up to (not including) a self-signed root, from the stores; empty when none is found.
+    private static X509Certificate2Collection FindIntermediates(X509Certificate2 certificate)
+    {
+        var result = new X509Certificate2Collection();
+        using var chain = new X509Chain();
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.DisableCertificateDownloads = true;
+        chain.ChainPolicy.VerificationFlags = X509VerificationFlags.AllFlags;
+        chain.Build(certificate);
+        for (int i = 1; i < chain.ChainElements.Count; i++)
+        {
+            X509Certificate2 element = chain.ChainElements[i].Certificate;
+            if (element.SubjectName.RawData.AsSpan().SequenceEqual(element.IssuerName.RawData))
+            {
+                break;
+            }
+            // A copy: the chain's own element certificates go with the chain.
+            result.Add(X509CertificateLoader.LoadCertificate(element.RawDataMemory.Span));
+        }
+        foreach (X509ChainElement element in chain.ChainElements)
+        {
+            element.Certificate.Dispose();
+        }
+        return result;
     }
 
     // PKCS#8 export into a pinned buffer (the GC never copies it), parsed by OpenSSL, then zeroed.

@@ -45,6 +45,8 @@ public sealed partial class TlsServerContext : IDisposable
     private readonly int _maxVersion;
     // Null when session tickets are off.
     private readonly SessionTicketKeys? _ticketKeys;
+    // TLS 1.3 tickets per full handshake.
+    private readonly int _tls13TicketCount;
     // Random per context: a ticket or session from another context never resumes here.
     private readonly byte[] _sessionIdContext = RandomNumberGenerator.GetBytes(32);
     // 1 once Dispose started.
@@ -65,6 +67,11 @@ public sealed partial class TlsServerContext : IDisposable
         {
             TlsThrowHelper.ThrowArgument("SessionTicketKeyRotationInterval must be positive.", nameof(options));
         }
+        if (options.Tls13SessionTicketCount is < 0 or > 16)
+        {
+            TlsThrowHelper.ThrowArgument("Tls13SessionTicketCount must be between 0 and 16.", nameof(options));
+        }
+        _tls13TicketCount = options.Tls13SessionTicketCount;
         if (!Enum.IsDefined(options.ClientCertificateMode))
         {
             TlsThrowHelper.ThrowArgument($"Unknown ClientCertificateMode {options.ClientCertificateMode}.", nameof(options));

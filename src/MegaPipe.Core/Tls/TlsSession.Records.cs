@@ -21,6 +21,9 @@ public sealed partial class TlsSession
     /// <summary>A destination of this size always takes at least one whole maximum-size record.</summary>
     public const int RecommendedOutputBufferSize = MaxRecordPlaintext + MaxRecordOverhead;
 
+    // A memory BIO keeps the capacity of its largest fill; above this, an empty one is replaced when trimmed.
+    private const int TrimThreshold = 4 * 1024;
+
     // Small sequence segments are gathered into one record instead of one record each (per-thread, used only within a call).
     [ThreadStatic]
     private static byte[]? t_gather;
@@ -265,6 +268,54 @@ public sealed partial class TlsSession
             // Nothing can be sent (the session is broken): record why; the connection closes anyway.
             _failureReason ??= "close_notify could not be queued: " + (OpenSslError.Drain() ?? "unknown reason");
         }
+    }
+
+    /// <summary>
+    /// Releases memory an idle connection does not need: a memory BIO keeps the capacity of its largest fill (a 16 KiB
+    /// record leaves about 16 KiB behind in each direction), so an empty BIO that grew past 4 KiB is replaced with a new
+    /// one (OpenSSL frees the old one). Call it when the connection goes idle: nothing to send and waiting for the peer.
+    /// Cheap when there is nothing to release (two BIO queries); never loses bytes (a BIO with data is left alone).
+    /// Returns whether anything was released.
+    /// </summary>
+    public bool TrimBuffers()
+    {
+        ThrowIfDisposed();
+        bool trimmed = false;
+        if (IsOversizedAndEmpty(_readBio))
+        {
+            nint fresh = Interop.BIO_new(Interop.BIO_s_mem());
+            if (fresh != 0)
+            {
+                // The SSL frees the old BIO here; nothing else holds its pointer (only _readBio, replaced at once).
+                Interop.SSL_set0_rbio(_sslPointer, fresh);
+                _readBio = fresh;
+                trimmed = true;
+            }
+        }
+        if (IsOversizedAndEmpty(_writeBio))
+        {
+            nint fresh = Interop.BIO_new(Interop.BIO_s_mem());
+            if (fresh != 0)
+            {
+                Interop.SSL_set0_wbio(_sslPointer, fresh);
+                _writeBio = fresh;
+                trimmed = true;
+            }
+        }
+        // A failed BIO_new only means nothing was trimmed; its error must not reach the next call.
+        OpenSslError.Clear();
+        return trimmed;
+    }
+
+    private static unsafe bool IsOversizedAndEmpty(nint bio)
+    {
+        if (Interop.BIO_ctrl(bio, Interop.Crypto.BIO_CTRL_PENDING, 0, 0) != 0)
+        {
+            return false;
+        }
+        Interop.BUF_MEM* memory = null;
+        Interop.BIO_ctrl(bio, Interop.Crypto.BIO_C_GET_BUF_MEM_PTR, 0, (nint)(&memory));
+        return memory != null && memory->max > TrimThreshold;
     }
 
     /// <summary>Whether the peer's close_notify has been received.</summary>

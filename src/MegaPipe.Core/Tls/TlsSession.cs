@@ -32,9 +32,10 @@ public sealed partial class TlsSession : IDisposable
     private readonly SafeSslHandle _ssl;
     // _ssl's pointer, valid until _ssl is released (only by Dispose or, for an abandoned session, its finalizer).
     private readonly nint _sslPointer;
-    // Borrowed from the SSL, which owns them (SSL_set_bio): ciphertext received / ciphertext to send.
-    private readonly nint _readBio;
-    private readonly nint _writeBio;
+    // Borrowed from the SSL, which owns them (SSL_set_bio, SSL_set0_*bio): ciphertext received / ciphertext to send.
+    // Changed only by TrimBuffers, which replaces a BIO and its pointer in one call on the owner thread.
+    private nint _readBio;
+    private nint _writeBio;
     // The server context this session belongs to; null for the in-process client.
     private readonly TlsServerContext? _server;
     private SessionPhase _phase;

@@ -17,10 +17,12 @@ if (args.Contains("--profile-handshakes"))
     using X509Certificate2 certificate = CreateCertificate(ecdsa: !args.Contains("--rsa"));
     using var server = new TlsServerContext(new TlsServerOptions { ServerCertificate = certificate, SessionTickets = !args.Contains("--no-tickets") });
     using var client = new TlsClientContext(args.Contains("--tls12") ? SslProtocols.Tls12 : SslProtocols.Tls13);
-    int batches = args.Contains("--longer") ? 160 : args.Contains("--long") ? 40 : 8;
+    int batches = args.Contains("--longer") ? 160 : args.Contains("--long") ? 40 : 1;
+    int index = Array.IndexOf(args, "--count");
+    int perBatch = index >= 0 ? int.Parse(args[index + 1], System.Globalization.CultureInfo.InvariantCulture) : 2_000;
     for (int batch = 0; batch < batches; batch++)
     {
-        (double s, double t) = Handshakes(server, client, 2_000, resume: args.Contains("--resume"));
+        (double s, double t) = Handshakes(server, client, perBatch, resume: args.Contains("--resume"));
         GC.Collect();
         GC.WaitForPendingFinalizers();
         Console.WriteLine($"server {s:F1} µs, total {t:F1} µs, RSS {Rss() / 1048576.0:F1} MiB, managed heap {GC.GetGCMemoryInfo().HeapSizeBytes / 1048576.0:F1} MiB, committed {GC.GetGCMemoryInfo().TotalCommittedBytes / 1048576.0:F1} MiB");

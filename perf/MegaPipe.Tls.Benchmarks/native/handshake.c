@@ -98,6 +98,6 @@ int main(int argc, char **argv) {
         SSL_free(s);
         server_us += now_us() - t0;
     }
-    printf("native OpenSSL, %s%s: server %.1f us/handshake, client+server %.1f us\n", tls12 ? "TLS 1.2" : "TLS 1.3", resume ? " resumed" : " full", server_us / count, (now_us() - start_all) / count);
+    printf("native OpenSSL %s%s: server %.1f µs, total %.1f µs\n", tls12 ? "TLS 1.2" : "TLS 1.3", resume ? " resumed" : " full", server_us / count, (now_us() - start_all) / count);
     return 0;
 }

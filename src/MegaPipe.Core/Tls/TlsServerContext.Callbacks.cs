@@ -239,6 +239,8 @@ public sealed unsafe partial class TlsServerContext
         X509Certificate2 certificate = X509Interop.ToManaged(Interop.X509_STORE_CTX_get0_cert(storeContext));
         using var chain = new X509Chain();
         chain.ChainPolicy.RevocationMode = _revocationMode;
+        // No AIA fetches on the channel thread; only an explicitly Online revocation mode may use the network.
+        chain.ChainPolicy.DisableCertificateDownloads = _revocationMode != X509RevocationMode.Online;
         chain.ChainPolicy.ApplicationPolicy.Add(s_clientAuthentication);
         // The intermediates the client sent (the stack may include the leaf; an extra copy is harmless).
         nint untrusted = Interop.X509_STORE_CTX_get0_untrusted(storeContext);

@@ -25,7 +25,6 @@ public sealed partial class TlsSession
         }
         OpenSslError.Clear();
         int result = Interop.SSL_do_handshake(_sslPointer);
-        GC.KeepAlive(this);
         if (result == 1)
         {
             _phase = SessionPhase.Established;

@@ -19,9 +19,10 @@ namespace MegaPipe.Tls;
 /// byte OpenSSL holds between calls is in memory it owns (the two BIOs and the record buffers, all freed by
 /// SSL_free).</para>
 /// <para>Native ownership: the session owns the SSL (a SafeHandle); the SSL owns both BIOs (SSL_set_bio) and a
-/// reference to its SSL_CTX. Dispose frees the SSL (and with it the BIOs) once; every method checks for disposal
-/// first, and since one thread makes every call, none can be running when that happens. Dispose only after the
-/// connection's last completion, so nothing still queued for this connection can reach a freed session.</para>
+/// reference to its SSL_CTX. Dispose frees the SSL (and with it the BIOs) once, and nothing else ever does (not even
+/// a finalizer: a session that is never disposed leaks its SSL); every method checks for disposal first, and since
+/// one thread makes every call, none can be running when that happens. Dispose only after the connection's last
+/// completion, so nothing still queued for this connection can reach a freed session.</para>
 /// <para>Errors: after a failure OpenSSL's per-thread error queue is drained into <see cref="FailureReason"/>, so a
 /// stale error never reaches the next connection on the thread. A failed session can still have output pending
 /// (an alert): send it, then close.</para>
@@ -30,7 +31,7 @@ public sealed partial class TlsSession : IDisposable
 {
     // Owns the SSL (and through it the BIOs and the ex_data GCHandle).
     private readonly SafeSslHandle _ssl;
-    // _ssl's pointer, valid until _ssl is released (only by Dispose or, for an abandoned session, its finalizer).
+    // _ssl's pointer, valid until Dispose (the only place the SSL is freed: SafeSslHandle's finalizer is suppressed).
     private readonly nint _sslPointer;
     // Borrowed from the SSL, which owns them (SSL_set_bio, SSL_set0_*bio): ciphertext received / ciphertext to send.
     // Changed only by TrimBuffers, which replaces a BIO and its pointer in one call on the owner thread.

@@ -7,8 +7,11 @@ namespace MegaPipe.Tls.Internal;
 // Owns one SSL and, through it, its two memory BIOs (SSL_set_bio hands both to the SSL; SSL_free
 // frees them). It also owns the GCHandle stored in the SSL's ex_data that lets OpenSSL's callbacks
 // find the managed TlsSession: the GCHandle is freed right after SSL_free, when no callback can run
-// any more, and never before. The handle is weak so that a session nobody disposed can still be
-// collected; then this SafeHandle's finalizer frees the SSL.
+// any more, and never before.
+// The SSL is freed only by Dispose (its owner's, after the connection's last completion): the finalizer is
+// suppressed, so no GC timing can free an SSL while a call on the owner thread still uses its pointers or
+// its BIOs'. A session that is never disposed leaks its SSL rather than risking a use-after-free; its weak
+// GCHandle lets the managed session be collected, and a callback for it then fails the handshake cleanly.
 internal sealed class SafeSslHandle : SafeHandle
 {
     // Weak GCHandle to the owning TlsSession, stored in the SSL's ex_data slot.
@@ -25,6 +28,7 @@ internal sealed class SafeSslHandle : SafeHandle
     {
         var result = new SafeSslHandle();
         result.SetHandle(Interop.SSL_new(context));
+        GC.SuppressFinalize(result);
         return result;
     }
 

@@ -36,6 +36,10 @@ internal static unsafe partial class Interop
     [LibraryImport(LibCrypto)]
     internal static partial void ERR_clear_error();
 
+    // The oldest error without removing it; 0 when the queue is empty.
+    [LibraryImport(LibCrypto)]
+    internal static partial ulong ERR_peek_error();
+
     // Writes a NUL-terminated "error:XXXXXXXX:lib:func:reason" into buf (at most len bytes).
     [LibraryImport(LibCrypto)]
     internal static partial void ERR_error_string_n(ulong e, byte* buf, nuint len);

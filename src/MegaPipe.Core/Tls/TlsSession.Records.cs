@@ -115,6 +115,12 @@ public sealed partial class TlsSession
                 if (Interop.SSL_read_ex(_sslPointer, start + written, (nuint)(destination.Length - written), &read) == 1)
                 {
                     written += (int)read;
+                    if (written < destination.Length && !_inputCompleted && !HasUnreadCiphertext())
+                    {
+                        // Nothing left to decrypt: skip the SSL_read that would only say WANT_READ.
+                        bytesWritten = written;
+                        return TlsReadStatus.NeedMoreInput;
+                    }
                     continue;
                 }
                 bytesWritten = written;
@@ -326,8 +332,7 @@ public sealed partial class TlsSession
 
     private unsafe TlsWriteStatus EncryptCore(ReadOnlySpan<byte> plaintext, Span<byte> destination, ref int bytesConsumed, ref int bytesWritten)
     {
-        bytesWritten += TakeOutput(destination[bytesWritten..]);
-        if (PendingOutputLength > 0)
+        if (PendingOutputLength > 0 && !DrainOutput(destination, ref bytesWritten))
         {
             return TlsWriteStatus.DestinationFull;
         }
@@ -351,8 +356,7 @@ public sealed partial class TlsSession
                     return TlsWriteStatus.Failed;
                 }
                 bytesConsumed += (int)done;
-                bytesWritten += TakeOutput(destination[bytesWritten..]);
-                if (PendingOutputLength > 0)
+                if (!DrainOutput(destination, ref bytesWritten))
                 {
                     // Something else was queued with the record (a key update) and did not fit: it waits in the BIO.
                     return TlsWriteStatus.DestinationFull;
@@ -361,6 +365,28 @@ public sealed partial class TlsSession
         }
         return TlsWriteStatus.Completed;
     }
+
+    // Moves pending output into the destination; returns whether the write BIO is now empty. A read shorter than the
+    // room left means the BIO ran dry, so only a read that filled the room needs a second look.
+    private unsafe bool DrainOutput(Span<byte> destination, ref int bytesWritten)
+    {
+        int room = destination.Length - bytesWritten;
+        if (room == 0)
+        {
+            return PendingOutputLength == 0;
+        }
+        int taken;
+        fixed (byte* start = destination)
+        {
+            taken = Math.Max(Interop.BIO_read(_writeBio, start + bytesWritten, room), 0);
+        }
+        bytesWritten += taken;
+        return taken < room || PendingOutputLength == 0;
+    }
+
+    // Ciphertext the SSL could still turn into records now: in the read BIO or in OpenSSL's record buffer.
+    private bool HasUnreadCiphertext()
+        => Interop.BIO_ctrl(_readBio, Interop.Crypto.BIO_CTRL_PENDING, 0, 0) > 0 || Interop.SSL_has_pending(_sslPointer) == 1;
 
     // Encrypts the gathered bytes; those that did not fit are not counted as consumed (the caller offers them again).
     private TlsWriteStatus FlushGathered(byte[] gather, ref int gathered, Span<byte> destination, ref long bytesConsumed, ref int written)

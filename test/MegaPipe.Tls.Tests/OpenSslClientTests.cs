@@ -84,6 +84,45 @@ public sealed class OpenSslClientTests
         Assert.NotEqual(ConnectionEnd.CloseNotify, result.End);
     }
 
+    [Fact]
+    public async Task Tls13KeyUpdate_IsAnswered_AndTrafficContinues()
+    {
+        await using var server = new TlsEchoServer(DefaultOptions());
+        using ClientProcess client = OpenSslClient.Start(server.Port, "-tls1_3");
+        await client.WaitForOutputAsync("---\n");
+        await client.WriteLineAsync("before the update");
+        await client.WaitForOutputAsync("before the update");
+        // "K": a KeyUpdate that requests one back; the server's answer is post-handshake output of a Decrypt.
+        await client.WriteLineAsync("K");
+        await client.WaitForOutputAsync("KEYUPDATE");
+        await client.WriteLineAsync("after the update");
+        await client.WaitForOutputAsync("after the update");
+        client.CloseInput();
+        await client.WaitForExitAsync();
+        ConnectionResult result = await server.NextResultAsync();
+        Assert.Equal(ConnectionEnd.CloseNotify, result.End);
+        Assert.Null(result.FailureReason);
+    }
+
+    [Fact]
+    public async Task SelectorThrows_FailsThatHandshake_WithReason()
+    {
+        var options = new TlsServerOptions
+        {
+            ServerCertificate = TestCertificates.Rsa,
+            ServerCertificateSelector = name => name == "boom.test" ? throw new InvalidOperationException("selector exploded") : null,
+        };
+        await using var server = new TlsEchoServer(options);
+        using (ClientProcess bad = await OpenSslClient.RefusedAsync(server.Port, "-servername", "boom.test"))
+        {
+            ConnectionResult failed = await server.NextResultAsync();
+            Assert.Equal(TlsHandshakeStatus.Failed, failed.Handshake);
+            Assert.Contains("ServerCertificateSelector threw InvalidOperationException for host name 'boom.test': selector exploded", failed.FailureReason);
+        }
+        using ClientProcess good = await OpenSslClient.ExchangeAsync(server.Port, "-servername", "fine.test");
+        Assert.Equal(TlsHandshakeStatus.Completed, (await server.NextResultAsync()).Handshake);
+    }
+
     [Theory]
     [InlineData("-tls1_3")]
     [InlineData("-tls1_2")]

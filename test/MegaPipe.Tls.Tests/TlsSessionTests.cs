@@ -87,6 +87,23 @@ public sealed class TlsSessionTests : IDisposable
     }
 
     [Fact]
+    public void RecordsFedOneByteAtATime_DecryptWhenComplete()
+    {
+        using InProcessPair pair = Established();
+        byte[] payload = RandomNumberGenerator.GetBytes(3000);
+        byte[] records = EncryptAll(pair.Client, payload, 1100, out _); // three records
+        var received = new List<byte>();
+        byte[] destination = new byte[4096];
+        foreach (byte b in records)
+        {
+            pair.Server.Feed([b]);
+            Assert.Equal(TlsReadStatus.NeedMoreInput, pair.Server.Decrypt(destination, out int written));
+            received.AddRange(destination.AsSpan(0, written).ToArray());
+        }
+        Assert.Equal(payload, received.ToArray());
+    }
+
+    [Fact]
     public void Encrypt_SmallDestination_SizesRecordsToFit()
     {
         using InProcessPair pair = Established();

@@ -68,11 +68,11 @@ internal sealed class ClientProcess : IDisposable
 
     public void CloseInput() => _process.StandardInput.Close();
 
-    /// <summary>Waits until stdout contains <paramref name="text"/>.</summary>
+    /// <summary>Waits until stdout or stderr contains <paramref name="text"/>.</summary>
     public async Task WaitForOutputAsync(string text)
     {
         using var timeout = new CancellationTokenSource(TestTimeouts.Default);
-        while (!Output.Contains(text, StringComparison.Ordinal))
+        while (!Output.Contains(text, StringComparison.Ordinal) && !Errors.Contains(text, StringComparison.Ordinal))
         {
             if (_process.HasExited && _stdoutClosed.Task.IsCompleted)
             {

@@ -267,9 +267,14 @@ public sealed unsafe partial class TlsServerContext
         }
         finally
         {
+            // The chain was the callback's only during the call; its certificates (copies, not `certificate`) go now.
             foreach (X509Certificate2 extra in chain.ChainPolicy.ExtraStore)
             {
                 extra.Dispose();
+            }
+            foreach (X509ChainElement element in chain.ChainElements)
+            {
+                element.Certificate.Dispose();
             }
         }
         if (accepted)

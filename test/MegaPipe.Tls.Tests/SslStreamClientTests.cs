@@ -82,6 +82,38 @@ public sealed class SslStreamClientTests
     }
 
     [Fact]
+    public async Task ConcurrentHandshakes_AcrossSniNames_BuildEachContextOnce()
+    {
+        // Fresh certificate instances each call: the context cache must still build one native context per certificate.
+        byte[] alpha = TestCertificates.Alpha.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12);
+        byte[] beta = TestCertificates.Beta.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12);
+        await using var server = new TlsEchoServer(new TlsServerOptions
+        {
+            ServerCertificate = TestCertificates.Rsa,
+            ServerCertificateSelector = name => name switch
+            {
+                "alpha.test" => System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12(alpha, null),
+                "beta.test" => System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12(beta, null),
+                _ => null,
+            },
+        });
+        string[] names = ["alpha.test", "beta.test", "localhost"];
+        string[] expected = [TestCertificates.Alpha.Thumbprint, TestCertificates.Beta.Thumbprint, TestCertificates.Rsa.Thumbprint];
+        Task[] clients = Enumerable.Range(0, 60).Select(i => Task.Run(async () =>
+        {
+            await using SslStreamClient client = await SslStreamClient.ConnectAsync(server.Port, targetHost: names[i % 3]);
+            Assert.Equal(expected[i % 3], client.Stream.RemoteCertificate!.GetCertHashString());
+            await client.EchoAsync("sni\n"u8.ToArray());
+        })).ToArray();
+        await Task.WhenAll(clients).WaitAsync(TestTimeouts.Default);
+        for (int i = 0; i < 60; i++)
+        {
+            Assert.Equal(TlsHandshakeStatus.Completed, (await server.NextResultAsync()).Handshake);
+        }
+        Assert.Equal(2, server.Context.SelectedContextCount);
+    }
+
+    [Fact]
     public async Task ManyConcurrentHandshakes_AllComplete()
     {
         const int Count = 200;

@@ -151,6 +151,18 @@ public sealed partial class TlsServerContext : IDisposable
 
     internal bool IsDisposed => _disposed != 0;
 
+    // Native contexts built for selector certificates so far (tests, diagnostics).
+    internal int SelectedContextCount
+    {
+        get
+        {
+            lock (_selectedLock)
+            {
+                return _selectedByThumbprint.Count;
+            }
+        }
+    }
+
     internal SessionTicketKeys? TicketKeys => _ticketKeys;
 
     internal SslApplicationProtocol GetApplicationProtocol(int index) => _applicationProtocols[index];

@@ -233,6 +233,18 @@ public sealed class OpenSslClientTests
     }
 
     [Fact]
+    public async Task Sni_ControlCharactersInHostName_AreEscapedInReason()
+    {
+        var options = new TlsServerOptions { ServerCertificateSelector = _ => null };
+        await using var server = new TlsEchoServer(options);
+        using ClientProcess client = await OpenSslClient.RefusedAsync(server.Port, "-servername", "evil.test\r\nFORGED LOG LINE");
+        ConnectionResult result = await server.NextResultAsync();
+        Assert.Equal(TlsHandshakeStatus.Failed, result.Handshake);
+        Assert.Contains("host name 'evil.test\\x0d\\x0aFORGED LOG LINE'", result.FailureReason);
+        Assert.DoesNotContain('\n', result.FailureReason!);
+    }
+
+    [Fact]
     public async Task EcdsaCertificate_Tls12AndTls13()
     {
         await using var server = new TlsEchoServer(new TlsServerOptions { ServerCertificate = TestCertificates.Ecdsa });

@@ -164,13 +164,13 @@ public sealed unsafe partial class TlsServerContext
         }
         catch (Exception e)
         {
-            session.RecordCallbackFailure($"ServerCertificateSelector threw {e.GetType().Name} for host name '{hostName}': {e.Message}");
+            session.RecordCallbackFailure($"ServerCertificateSelector threw {e.GetType().Name} for host name '{LogSafe.Text(hostName)}': {e.Message}");
             *alert = Interop.Ssl.SSL_AD_INTERNAL_ERROR;
             return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL;
         }
         if (certificate is null)
         {
-            session.RecordCallbackFailure($"ServerCertificateSelector returned no certificate for host name '{hostName}' and there is no ServerCertificate");
+            session.RecordCallbackFailure($"ServerCertificateSelector returned no certificate for host name '{LogSafe.Text(hostName)}' and there is no ServerCertificate");
             *alert = Interop.Ssl.SSL_AD_UNRECOGNIZED_NAME;
             return Interop.Ssl.SSL_TLSEXT_ERR_ALERT_FATAL;
         }
@@ -261,8 +261,8 @@ public sealed unsafe partial class TlsServerContext
             if (!accepted)
             {
                 session.RecordCallbackFailure(_clientCertificateValidation is null
-                    ? $"the client certificate '{certificate.Subject}' was rejected: {DescribeChain(chain)}"
-                    : $"ClientCertificateValidation rejected the client certificate '{certificate.Subject}' ({errors})");
+                    ? $"the client certificate '{LogSafe.Text(certificate.Subject)}' was rejected: {DescribeChain(chain)}"
+                    : $"ClientCertificateValidation rejected the client certificate '{LogSafe.Text(certificate.Subject)}' ({errors})");
             }
         }
         finally

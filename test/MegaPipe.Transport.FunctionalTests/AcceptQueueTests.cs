@@ -16,13 +16,14 @@ public sealed class AcceptQueueTests
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         ValueTask<ConnectionContext?> accept = queue.AcceptAsync(CancellationToken.None);
         Assert.False(accept.IsCompleted);
-        // The accept loop's await: its continuation is registered before anything is handed over.
-        accept.GetAwaiter().UnsafeOnCompleted(() =>
+        // The accept loop's await, registered before anything is handed over, from a thread-pool
+        // thread as Kestrel's loop runs (no synchronization context to post the continuation to).
+        await Task.Run(() => accept.GetAwaiter().UnsafeOnCompleted(() =>
         {
             continuationThread = Environment.CurrentManagedThreadId;
             accepted = accept.GetAwaiter().GetResult();
             done.SetResult();
-        });
+        }));
         int handing = -1;
         var thread = new Thread(() =>
         {

@@ -1,0 +1,90 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Net;
+using MegaPipe.Internal;
+using static MegaPipe.Interop;
+
+namespace MegaPipe;
+
+// Connecting: a socket is created (by the ring for a lightweight socket), then connected.
+public sealed unsafe partial class MegaPipeChannel
+{
+    /// <summary>
+    /// Opens a stream socket and connects it to <paramref name="remote"/>. The handle is usable for
+    /// commands once the <see cref="ChannelCommand.Connect"/> event reports success.
+    /// </summary>
+    public MegaPipeHandle Connect(EndPoint remote, object? cookie = null)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        CheckOwner();
+        HandleState state = AllocateHandle(HandleKind.Socket, -1, isDirect: false, ownsDescriptor: true);
+        state.Cookie = cookie;
+        state.PeerAddress ??= new byte[SocketAddressConverter.MaxSize];
+        state.PeerAddressLength = SocketAddressConverter.Write(remote, state.PeerAddress);
+        Operation op = AllocateOperation(OperationKind.ConnectSocket, state);
+        op.Command = ChannelCommand.Connect;
+        io_uring_sqe* sqe = NextSqe();
+        sqe->opcode = IORING_OP_SOCKET;
+        sqe->fd = SocketAddressConverter.FamilyOf(remote);
+        sqe->len = 0;
+        if (Options.LightweightSockets)
+        {
+            sqe->off = SOCK_STREAM;
+            sqe->file_index = IORING_FILE_INDEX_ALLOC;
+        }
+        else
+        {
+            sqe->off = (ulong)(SOCK_STREAM | SOCK_CLOEXEC);
+        }
+        sqe->user_data = op.UserData;
+        _commands++;
+        SubmitIfNotBatching();
+        return HandleOf(state);
+    }
+
+    // Second half of Connect: the socket exists, now connect it.
+    private void SubmitConnect(Operation op)
+    {
+        HandleState state = op.Handle!;
+        op.Kind = OperationKind.Command;
+        new ReadOnlySpan<byte>(state.PeerAddress, 0, state.PeerAddressLength).CopyTo(new Span<byte>(op.Sockaddr, SocketAddressConverter.MaxSize));
+        io_uring_sqe* sqe = NextSqe();
+        sqe->opcode = IORING_OP_CONNECT;
+        SetTarget(sqe, state);
+        sqe->addr = (ulong)op.Sockaddr;
+        sqe->off = (ulong)state.PeerAddressLength;
+        sqe->user_data = op.UserData;
+    }
+
+    private void OnConnectSocket(Operation op, HandleState state, int result, Span<CompletionEvent> events, ref int count)
+    {
+        if (result >= 0)
+        {
+            state.Fd = result;
+            state.IsDirect = Options.LightweightSockets;
+            if (state.IsDirect)
+            {
+                Volatile.Write(ref _registeredFilesInUse, _registeredFilesInUse + 1);
+            }
+            if (SocketsHoldProcessDescriptors)
+            {
+                state.HoldsProcessDescriptor = true;
+                DescriptorBudget.Acquire();
+            }
+        }
+        if (state.Status != HandleStatus.Open || result < 0)
+        {
+            FreeOperation(op);
+            if (state.Status == HandleStatus.Open)
+            {
+                events[count++] = new CompletionEvent(ChannelCommand.Connect, HandleOf(state), state.Cookie, result);
+            }
+            else
+            {
+                TryFinishClose(state);
+            }
+            return;
+        }
+        SubmitConnect(op);
+    }
+}

@@ -1,0 +1,127 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Runtime.CompilerServices;
+using MegaPipe.Internal;
+using static MegaPipe.Interop;
+
+namespace MegaPipe;
+
+// The submission side: operations in flight, free submission entries, and the system call
+// that hands them to the kernel when batching is off.
+public sealed unsafe partial class MegaPipeChannel
+{
+    // Slot i holds the operation with Index i.
+    private Operation?[] _operations = new Operation?[256];
+
+    private int[] _freeOperations = new int[256];
+
+    private int _freeOperationCount;
+
+    private int _operationHighWater;
+
+    // Consecutive transient failures (EAGAIN) a write or a continuous receive is retried through
+    // without progress before the error is reported: neither engine returns EAGAIN for a socket
+    // (io_uring waits for readiness itself, EpollRing parks the request), but a descriptor the
+    // caller made non-blocking can, and must not spin the channel forever.
+    internal const int MaxTransientRetries = 64;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SetTarget(io_uring_sqe* sqe, HandleState state)
+    {
+        sqe->fd = state.Fd;
+        if (state.IsDirect)
+        {
+            sqe->flags |= IOSQE_FIXED_FILE;
+        }
+    }
+
+    // The next free SQE; when the SQ is full, what is queued goes to the kernel first.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private io_uring_sqe* NextSqe()
+    {
+        io_uring_sqe* sqe = _ring.TryGetSqe();
+        return sqe != null ? sqe : NextSqeAfterSubmit();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private io_uring_sqe* NextSqeAfterSubmit()
+    {
+        while (true)
+        {
+            int result = _ring.Enter(0, getEvents: false, -1);
+            if (result < 0 && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
+            {
+                FailFast("io_uring_enter (submit)", result);
+            }
+            io_uring_sqe* sqe = _ring.TryGetSqe();
+            if (sqe != null)
+            {
+                return sqe;
+            }
+            // The kernel is short of memory to take more entries: run completions to make progress.
+            _ring.Enter(0, getEvents: true, -1);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SubmitIfNotBatching()
+    {
+        if (!Options.Batching)
+        {
+            SubmitUnbatched();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void SubmitUnbatched()
+    {
+        if (_ring.PendingSubmissions == 0)
+        {
+            return;
+        }
+        int result = _ring.Enter(0, getEvents: false, -1);
+        if (result < 0 && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
+        {
+            FailFast("io_uring_enter (submit)", result);
+        }
+    }
+
+    private static void FailFast(string operation, int result)
+        => Environment.FailFast($"MegaPipe channel: {operation} failed with {(Errno)(-result)} ({Interop.StrError((Errno)(-result))}); the ring can no longer be driven.");
+
+    private Operation AllocateOperation(OperationKind kind, HandleState? state)
+    {
+        Operation op;
+        if (_freeOperationCount > 0)
+        {
+            op = _operations[_freeOperations[--_freeOperationCount]]!;
+        }
+        else
+        {
+            if (_operationHighWater == _operations.Length)
+            {
+                Array.Resize(ref _operations, _operations.Length * 2);
+                Array.Resize(ref _freeOperations, _operations.Length);
+            }
+            op = new Operation(_operationHighWater);
+            _operations[_operationHighWater++] = op;
+        }
+        op.Kind = kind;
+        op.Handle = state;
+        if (state is not null)
+        {
+            state.InFlight++;
+        }
+        return op;
+    }
+
+    private void FreeOperation(Operation op)
+    {
+        if (op.Handle is { } state)
+        {
+            state.InFlight--;
+        }
+        op.Reset();
+        _freeOperations[_freeOperationCount++] = op.Index;
+    }
+}

@@ -61,11 +61,8 @@ public sealed unsafe partial class MegaPipeChannel
         // Their ECANCELED completions are expected, not errors (one may still complete with a connection).
         listener.AcceptsCancelling = listener.AcceptsArmed;
         io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_ASYNC_CANCEL;
-        sqe->fd = listener.Fd;
-        sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
-        sqe->cancel_flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
-        sqe->user_data = CancelUserData;
+        Sqe.PrepareCancelAll(sqe, listener.Fd, fixedFile: false, CancelUserData);
+        Sqe.SkipSuccess(sqe);
     }
 
     /// <summary>How long accepting stays paused after descriptors ran out, unless a handle of this channel closes first.</summary>
@@ -91,21 +88,7 @@ public sealed unsafe partial class MegaPipeChannel
             Operation op = AllocateOperation(OperationKind.Accept, listener);
             op.Command = ChannelCommand.Accept;
             *op.SockaddrLength = SocketAddressConverter.MaxSize;
-            io_uring_sqe* sqe = NextSqe();
-            sqe->opcode = IORING_OP_ACCEPT;
-            sqe->fd = listener.Fd;
-            sqe->addr = (ulong)op.Sockaddr;
-            sqe->off = (ulong)op.SockaddrLength;
-            if (Options.LightweightSockets)
-            {
-                // A direct descriptor has no close-on-exec flag to set (the kernel refuses SOCK_CLOEXEC here).
-                sqe->file_index = IORING_FILE_INDEX_ALLOC;
-            }
-            else
-            {
-                sqe->accept_flags = SOCK_CLOEXEC;
-            }
-            sqe->user_data = op.UserData;
+            Sqe.PrepareAccept(NextSqe(), listener.Fd, op.Sockaddr, op.SockaddrLength, direct: Options.LightweightSockets, op.UserData);
             listener.AcceptsArmed++;
         }
     }
@@ -210,10 +193,8 @@ public sealed unsafe partial class MegaPipeChannel
             return;
         }
         io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_CLOSE;
-        sqe->file_index = (uint)fd + 1;
-        sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
-        sqe->user_data = CancelUserData;
+        Sqe.PrepareCloseDirect(sqe, fd, CancelUserData);
+        Sqe.SkipSuccess(sqe);
     }
 
     // Listeners whose accepts the check above re-armed (for tests and diagnostics).

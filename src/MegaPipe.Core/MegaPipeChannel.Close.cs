@@ -100,11 +100,7 @@ public sealed unsafe partial class MegaPipeChannel
         HandleState state = Resolve(handle);
         Operation op = AllocateOperation(OperationKind.ShutdownBeforeClose, state);
         state.ShutdownPending = true;
-        io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_SHUTDOWN;
-        SetTarget(sqe, state);
-        sqe->len = (uint)SHUT_WR;
-        sqe->user_data = op.UserData;
+        Sqe.PrepareShutdown(NextSqe(), state.Fd, state.IsDirect, SHUT_WR, op.UserData);
         _commands++;
         SubmitIfNotBatching();
     }
@@ -113,10 +109,8 @@ public sealed unsafe partial class MegaPipeChannel
     private void SubmitCancel(Operation op)
     {
         io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_ASYNC_CANCEL;
-        sqe->addr = op.UserData;
-        sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
-        sqe->user_data = CancelUserData;
+        Sqe.PrepareCancel(sqe, op.UserData, CancelUserData);
+        Sqe.SkipSuccess(sqe);
     }
 
     private void SubmitCancelAll(HandleState state)
@@ -132,12 +126,8 @@ public sealed unsafe partial class MegaPipeChannel
             return;
         }
         io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_ASYNC_CANCEL;
-        SetTarget(sqe, state);
-        // The target of a cancel is a key, not the file to operate on.
-        sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
-        sqe->cancel_flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL | (state.IsDirect ? IORING_ASYNC_CANCEL_FD_FIXED : 0);
-        sqe->user_data = CancelUserData;
+        Sqe.PrepareCancelAll(sqe, state.Fd, state.IsDirect, CancelUserData);
+        Sqe.SkipSuccess(sqe);
     }
 
     // SO_LINGER {on, 0 s}, so that the close that follows resets the connection. A lightweight
@@ -154,34 +144,23 @@ public sealed unsafe partial class MegaPipeChannel
             return;
         }
         io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_URING_CMD;
-        SetTarget(sqe, state);
-        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-        sqe->cmd_op = SOCKET_URING_OP_SETSOCKOPT;
-        sqe->level = SOL_SOCKET;
-        sqe->optname = SO_LINGER;
-        sqe->optlen = (uint)sizeof(linger);
-        sqe->optval = (ulong)s_lingerZero;
-        sqe->user_data = CancelUserData;
+        Sqe.PrepareSetSockOpt(sqe, state.Fd, state.IsDirect, SOL_SOCKET, SO_LINGER, s_lingerZero, sizeof(linger), CancelUserData);
+        Sqe.SkipSuccess(sqe);
     }
 
     private void SubmitCloseDescriptor(HandleState state)
     {
         state.CloseSubmitted = true;
         Operation op = AllocateOperation(OperationKind.CloseDescriptor, state);
-        io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_CLOSE;
         if (state.IsDirect)
         {
             Volatile.Write(ref _registeredFilesInUse, _registeredFilesInUse - 1);
-            sqe->fd = 0;
-            sqe->file_index = (uint)state.Fd + 1;
+            Sqe.PrepareCloseDirect(NextSqe(), state.Fd, op.UserData);
         }
         else
         {
-            sqe->fd = state.Fd;
+            Sqe.PrepareClose(NextSqe(), state.Fd, op.UserData);
         }
-        sqe->user_data = op.UserData;
     }
 
     private static linger* AllocateLingerZero()

@@ -20,14 +20,14 @@ public sealed unsafe partial class MegaPipeChannel
         Operation op = AllocateOperation(OperationKind.Command, state);
         op.Command = ChannelCommand.Read;
         op.Pin(buffer);
-        io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = state.Kind == HandleKind.Socket ? IORING_OP_RECV : IORING_OP_READ;
-        SetTarget(sqe, state);
-        sqe->addr = (ulong)op.PinnedPointer(0);
-        sqe->len = (uint)buffer.Length;
-        // -1: the current position, for pipes and other streams.
-        sqe->off = state.Kind == HandleKind.Socket ? 0 : ulong.MaxValue;
-        sqe->user_data = op.UserData;
+        if (state.Kind == HandleKind.Socket)
+        {
+            Sqe.PrepareRecv(NextSqe(), state.Fd, state.IsDirect, op.PinnedPointer(0), buffer.Length, op.UserData);
+        }
+        else
+        {
+            Sqe.PrepareRead(NextSqe(), state.Fd, state.IsDirect, op.PinnedPointer(0), buffer.Length, Sqe.CurrentPosition, op.UserData);
+        }
         _commands++;
         SubmitIfNotBatching();
     }
@@ -40,13 +40,7 @@ public sealed unsafe partial class MegaPipeChannel
         Operation op = AllocateOperation(OperationKind.Command, state);
         op.Command = ChannelCommand.ReadFile;
         op.Pin(buffer);
-        io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_READ;
-        SetTarget(sqe, state);
-        sqe->addr = (ulong)op.PinnedPointer(0);
-        sqe->len = (uint)buffer.Length;
-        sqe->off = (ulong)offset;
-        sqe->user_data = op.UserData;
+        Sqe.PrepareRead(NextSqe(), state.Fd, state.IsDirect, op.PinnedPointer(0), buffer.Length, (ulong)offset, op.UserData);
         _commands++;
         SubmitIfNotBatching();
     }
@@ -57,11 +51,8 @@ public sealed unsafe partial class MegaPipeChannel
         HandleState state = Resolve(handle);
         Operation op = AllocateOperation(OperationKind.Command, state);
         op.Command = ChannelCommand.Shutdown;
-        io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_SHUTDOWN;
-        SetTarget(sqe, state);
-        sqe->len = how switch { SocketShutdown.Receive => (uint)SHUT_RD, SocketShutdown.Send => (uint)SHUT_WR, _ => (uint)SHUT_RDWR };
-        sqe->user_data = op.UserData;
+        int shut = how switch { SocketShutdown.Receive => SHUT_RD, SocketShutdown.Send => SHUT_WR, _ => SHUT_RDWR };
+        Sqe.PrepareShutdown(NextSqe(), state.Fd, state.IsDirect, shut, op.UserData);
         _commands++;
         SubmitIfNotBatching();
     }
@@ -80,11 +71,7 @@ public sealed unsafe partial class MegaPipeChannel
         }
         Operation op = AllocateOperation(OperationKind.Command, state);
         op.Command = ChannelCommand.InstallDescriptor;
-        io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_FIXED_FD_INSTALL;
-        SetTarget(sqe, state);
-        sqe->install_fd_flags = 0; // O_CLOEXEC is set unless IORING_FIXED_FD_NO_CLOEXEC is given
-        sqe->user_data = op.UserData;
+        Sqe.PrepareFixedFdInstall(NextSqe(), state.Fd, op.UserData);
         _commands++;
         SubmitIfNotBatching();
     }

@@ -23,20 +23,7 @@ public sealed unsafe partial class MegaPipeChannel
         state.PeerAddressLength = SocketAddressConverter.Write(remote, state.PeerAddress);
         Operation op = AllocateOperation(OperationKind.ConnectSocket, state);
         op.Command = ChannelCommand.Connect;
-        io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_SOCKET;
-        sqe->fd = SocketAddressConverter.FamilyOf(remote);
-        sqe->len = 0;
-        if (Options.LightweightSockets)
-        {
-            sqe->off = SOCK_STREAM;
-            sqe->file_index = IORING_FILE_INDEX_ALLOC;
-        }
-        else
-        {
-            sqe->off = (ulong)(SOCK_STREAM | SOCK_CLOEXEC);
-        }
-        sqe->user_data = op.UserData;
+        Sqe.PrepareSocket(NextSqe(), SocketAddressConverter.FamilyOf(remote), SOCK_STREAM, direct: Options.LightweightSockets, op.UserData);
         _commands++;
         SubmitIfNotBatching();
         return HandleOf(state);
@@ -48,12 +35,7 @@ public sealed unsafe partial class MegaPipeChannel
         HandleState state = op.Handle!;
         op.Kind = OperationKind.Command;
         new ReadOnlySpan<byte>(state.PeerAddress, 0, state.PeerAddressLength).CopyTo(new Span<byte>(op.Sockaddr, SocketAddressConverter.MaxSize));
-        io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_CONNECT;
-        SetTarget(sqe, state);
-        sqe->addr = (ulong)op.Sockaddr;
-        sqe->off = (ulong)state.PeerAddressLength;
-        sqe->user_data = op.UserData;
+        Sqe.PrepareConnect(NextSqe(), state.Fd, state.IsDirect, op.Sockaddr, state.PeerAddressLength, op.UserData);
     }
 
     private void OnConnectSocket(Operation op, HandleState state, int result, Span<CompletionEvent> events, ref int count)

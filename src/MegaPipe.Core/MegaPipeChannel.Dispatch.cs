@@ -130,7 +130,8 @@ public sealed unsafe partial class MegaPipeChannel
     private void EnterChecked(uint waitFor, long timeoutNs)
     {
         int result = _ring.Enter(waitFor, getEvents: true, timeoutNs);
-        if (result < 0 && result != -(int)Errno.ETIME && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
+        // ETIME: the wait ended at its timeout, with nothing or less than waitFor completed.
+        if (result != -(int)Errno.ETIME && Ring.IsFatalEnterResult(result))
         {
             FailFast(_ring.EngineName == "io_uring" ? "io_uring_enter" : "epoll_wait", result);
         }
@@ -219,7 +220,7 @@ public sealed unsafe partial class MegaPipeChannel
                 if (op.Done < op.Total)
                 {
                     // A short write: continue with the remainder, same operation, same buffers.
-                    PrepareWrite(op);
+                    SubmitWrite(op);
                     return;
                 }
                 result = op.Total;
@@ -228,7 +229,7 @@ public sealed unsafe partial class MegaPipeChannel
             {
                 // Nothing was written this time: submit the remainder again.
                 op.Retries++;
-                PrepareWrite(op);
+                SubmitWrite(op);
                 return;
             }
             // Any other error ends the write, reported to the caller (with what was written unknown

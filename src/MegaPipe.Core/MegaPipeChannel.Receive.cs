@@ -58,13 +58,7 @@ public sealed unsafe partial class MegaPipeChannel
         op.Command = ChannelCommand.Receive;
         state.ReceiveOperation = op;
         state.ReceiveStarved = false;
-        io_uring_sqe* sqe = NextSqe();
-        sqe->opcode = IORING_OP_RECV;
-        SetTarget(sqe, state);
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = _buffers.GroupId;
-        sqe->ioprio = IORING_RECV_MULTISHOT;
-        sqe->user_data = op.UserData;
+        Sqe.PrepareRecvMultishot(NextSqe(), state.Fd, state.IsDirect, _buffers.GroupId, op.UserData);
         // A new arm can miss a reset as a re-arm after data can (see ScheduleReceiveCheck); the
         // re-arm a check makes is not checked again, so an idle connection costs one check.
         if (state.ReceiveCheckRearm)

@@ -25,16 +25,6 @@ public sealed unsafe partial class MegaPipeChannel
     // caller made non-blocking can, and must not spin the channel forever.
     internal const int MaxTransientRetries = 64;
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void SetTarget(io_uring_sqe* sqe, HandleState state)
-    {
-        sqe->fd = state.Fd;
-        if (state.IsDirect)
-        {
-            sqe->flags |= IOSQE_FIXED_FILE;
-        }
-    }
-
     // The next free SQE; when the SQ is full, what is queued goes to the kernel first.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private io_uring_sqe* NextSqe()
@@ -48,11 +38,7 @@ public sealed unsafe partial class MegaPipeChannel
     {
         while (true)
         {
-            int result = _ring.Enter(0, getEvents: false, -1);
-            if (result < 0 && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
-            {
-                FailFast("io_uring_enter (submit)", result);
-            }
+            SubmitChecked();
             io_uring_sqe* sqe = _ring.TryGetSqe();
             if (sqe != null)
             {
@@ -75,12 +61,18 @@ public sealed unsafe partial class MegaPipeChannel
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void SubmitUnbatched()
     {
-        if (_ring.PendingSubmissions == 0)
+        if (_ring.PendingSubmissions != 0)
         {
-            return;
+            SubmitChecked();
         }
+    }
+
+    // Hands everything prepared to the engine without waiting; only a failure that leaves the
+    // ring unusable is fatal.
+    private void SubmitChecked()
+    {
         int result = _ring.Enter(0, getEvents: false, -1);
-        if (result < 0 && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
+        if (Ring.IsFatalEnterResult(result))
         {
             FailFast("io_uring_enter (submit)", result);
         }

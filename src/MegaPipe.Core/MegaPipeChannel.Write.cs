@@ -22,7 +22,7 @@ public sealed unsafe partial class MegaPipeChannel
         op.PayloadMemory = data;
         op.Total = data.Length;
         op.Pin(data);
-        PrepareWrite(op);
+        SubmitWrite(op);
         _commands++;
         SubmitIfNotBatching();
     }
@@ -48,31 +48,26 @@ public sealed unsafe partial class MegaPipeChannel
         {
             op.Pin(segment);
         }
-        PrepareWrite(op);
+        SubmitWrite(op);
         _commands++;
         SubmitIfNotBatching();
     }
 
     // (Re)submits the unwritten remainder of a write.
-    private void PrepareWrite(Operation op)
+    private void SubmitWrite(Operation op)
     {
         HandleState state = op.Handle!;
         bool socket = state.Kind == HandleKind.Socket;
-        io_uring_sqe* sqe = NextSqe();
-        SetTarget(sqe, state);
-        sqe->user_data = op.UserData;
         if (op.Payload.IsEmpty)
         {
-            sqe->opcode = socket ? IORING_OP_SEND : IORING_OP_WRITE;
-            sqe->addr = (ulong)((byte*)op.PinnedPointer(0) + op.Done);
-            sqe->len = (uint)(op.Total - op.Done);
+            byte* remainder = (byte*)op.PinnedPointer(0) + op.Done;
             if (socket)
             {
-                sqe->msg_flags = (uint)MSG_NOSIGNAL;
+                Sqe.PrepareSend(NextSqe(), state.Fd, state.IsDirect, remainder, op.Total - op.Done, op.UserData);
             }
             else
             {
-                sqe->off = ulong.MaxValue;
+                Sqe.PrepareWrite(NextSqe(), state.Fd, state.IsDirect, remainder, op.Total - op.Done, Sqe.CurrentPosition, op.UserData);
             }
             return;
         }
@@ -106,17 +101,11 @@ public sealed unsafe partial class MegaPipeChannel
             *msg = default;
             msg->msg_iov = iov;
             msg->msg_iovlen = (nuint)count;
-            sqe->opcode = IORING_OP_SENDMSG;
-            sqe->addr = (ulong)msg;
-            sqe->len = 1;
-            sqe->msg_flags = (uint)MSG_NOSIGNAL;
+            Sqe.PrepareSendMsg(NextSqe(), state.Fd, state.IsDirect, msg, op.UserData);
         }
         else
         {
-            sqe->opcode = IORING_OP_WRITEV;
-            sqe->addr = (ulong)iov;
-            sqe->len = (uint)count;
-            sqe->off = ulong.MaxValue;
+            Sqe.PrepareWritev(NextSqe(), state.Fd, state.IsDirect, iov, count, Sqe.CurrentPosition, op.UserData);
         }
     }
 }

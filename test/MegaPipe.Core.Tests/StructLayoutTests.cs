@@ -339,8 +339,8 @@ public class StructLayoutTests
     public void LayoutFactsTheEngineRelies_OnMatchHeaders()
     {
         Dictionary<string, long> c = Probe();
-        // BufferRing keeps the shared tail in the resv field of the first entry, at offset 14.
-        Assert.Equal(14, c["offset io_uring_buf_ring.tail"]);
+        // BufferRing keeps the shared tail in the resv field of the first entry.
+        Assert.Equal(BufferRing.TailOffset, c["offset io_uring_buf_ring.tail"]);
         // SocketAddressConverter: a sockaddr_storage, and the lengths it writes for IPv4/IPv6.
         Assert.Equal(SocketAddressConverter.MaxSize, c["size sockaddr_storage"]);
         Assert.Equal(16, c["size sockaddr_in"]);

@@ -212,7 +212,7 @@ internal sealed unsafe class IoUring : Ring
     public override void SubmitStartup()
     {
         int result = Enter(0, getEvents: false, -1);
-        if (result < 0 && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
+        if (IsFatalEnterResult(result))
         {
             Errno errno = (Errno)(-result);
             ThrowHelper.ThrowErrno("io_uring_enter", errno, errno == Errno.EPERM

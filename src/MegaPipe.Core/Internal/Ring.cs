@@ -123,6 +123,13 @@ internal abstract unsafe class Ring : IDisposable
     // of them or the timeout (negative: no limit). Returns 0 or a negative errno.
     public abstract int Enter(uint waitFor, bool getEvents, long timeoutNanoseconds);
 
+    // True when an Enter result is an error after which the ring cannot be driven. The transient
+    // ones leave it as it was, and the next Enter simply tries again: EINTR (a signal came),
+    // EAGAIN (the kernel was short of memory for new requests) and EBUSY (completions must be
+    // reaped before more are taken); entries not taken stay queued and go with the next Enter.
+    public static bool IsFatalEnterResult(int result)
+        => result < 0 && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY;
+
     // The first submission, made at start-up: it must fail here, as an exception, if the engine
     // cannot be driven at all (a seccomp profile may allow io_uring_setup but deny io_uring_enter).
     public abstract void SubmitStartup();

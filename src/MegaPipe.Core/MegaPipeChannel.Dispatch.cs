@@ -185,7 +185,7 @@ public sealed unsafe partial class MegaPipeChannel
         {
             return;
         }
-        Operation op = _operations[(int)(uint)userData]!;
+        Operation op = _operations[(int)(uint)userData];
         Debug.Assert(op.Generation == (uint)(userData >> 32), "a completion arrived for a recycled operation");
         HandleState? state = op.Handle;
         switch (op.Kind)

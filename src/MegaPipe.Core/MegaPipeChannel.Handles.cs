@@ -9,19 +9,8 @@ namespace MegaPipe;
 // The handle table: registration (mp_register), per-handle queries, and the slots of handles.
 public sealed partial class MegaPipeChannel
 {
-    // Slot i holds the handle with Index i; null until first used.
-    private HandleState?[] _handles = new HandleState?[64];
-
-    // Indices of free slots in _handles.
-    private int[] _freeHandles = new int[64];
-
-    private int _freeHandleCount;
-
-    // Slots ever used (the high-water mark of _handles).
-    private int _handleHighWater;
-
-    // Handles not yet fully closed.
-    private int _liveHandles;
+    // The handle records; a MegaPipeHandle names its slot and the generation it was issued for.
+    private readonly SlotTable<HandleState> _handles = new(64, static index => new HandleState(index));
 
     /// <summary>
     /// Registers a descriptor the caller owns (mp_register). The descriptor stays open after
@@ -71,11 +60,7 @@ public sealed partial class MegaPipeChannel
     /// <summary>True when <paramref name="handle"/> is open in this channel.</summary>
     public bool IsOpen(MegaPipeHandle handle)
     {
-        if (handle.ChannelId != Id || (uint)handle.Index >= (uint)_handleHighWater)
-        {
-            return false;
-        }
-        HandleState? state = _handles[handle.Index];
+        HandleState? state = handle.ChannelId == Id ? _handles.TryGet(handle.Index) : null;
         return state is not null && state.Generation == handle.Generation && state.Status == HandleStatus.Open;
     }
 
@@ -131,27 +116,12 @@ public sealed partial class MegaPipeChannel
 
     private HandleState AllocateHandle(HandleKind kind, int fd, bool isDirect, bool ownsDescriptor)
     {
-        HandleState state;
-        if (_freeHandleCount > 0)
-        {
-            state = _handles[_freeHandles[--_freeHandleCount]]!;
-        }
-        else
-        {
-            if (_handleHighWater == _handles.Length)
-            {
-                Array.Resize(ref _handles, _handles.Length * 2);
-                Array.Resize(ref _freeHandles, _handles.Length);
-            }
-            state = new HandleState(_handleHighWater);
-            _handles[_handleHighWater++] = state;
-        }
+        HandleState state = _handles.Rent();
         state.Status = HandleStatus.Open;
         state.Kind = kind;
         state.Fd = fd;
         state.IsDirect = isDirect;
         state.OwnsDescriptor = ownsDescriptor;
-        _liveHandles++;
         return state;
     }
 
@@ -163,8 +133,7 @@ public sealed partial class MegaPipeChannel
             DescriptorBudget.Release();
         }
         state.Reset();
-        _freeHandles[_freeHandleCount++] = state.Index;
-        _liveHandles--;
+        _handles.Return(state.Index);
         if (freedDescriptor && _acceptBackoff.Count != 0)
         {
             // A descriptor (or table slot) was freed: accepting paused for lack of one can resume.
@@ -182,7 +151,7 @@ public sealed partial class MegaPipeChannel
         {
             ThrowHelper.ThrowForeignHandle();
         }
-        HandleState? state = (uint)handle.Index < (uint)_handleHighWater ? _handles[handle.Index] : null;
+        HandleState? state = _handles.TryGet(handle.Index);
         if (state is null || state.Generation != handle.Generation || state.Status != HandleStatus.Open)
         {
             ThrowHelper.ThrowStaleHandle();

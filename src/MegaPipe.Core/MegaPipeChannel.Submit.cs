@@ -10,14 +10,8 @@ namespace MegaPipe;
 // that hands them to the kernel when batching is off.
 public sealed unsafe partial class MegaPipeChannel
 {
-    // Slot i holds the operation with Index i.
-    private Operation?[] _operations = new Operation?[256];
-
-    private int[] _freeOperations = new int[256];
-
-    private int _freeOperationCount;
-
-    private int _operationHighWater;
+    // The requests in flight; a CQE's user_data names its slot and the generation it was issued for.
+    private readonly SlotTable<Operation> _operations = new(256, static index => new Operation(index));
 
     // Consecutive transient failures (EAGAIN) a write or a continuous receive is retried through
     // without progress before the error is reported: neither engine returns EAGAIN for a socket
@@ -83,21 +77,7 @@ public sealed unsafe partial class MegaPipeChannel
 
     private Operation AllocateOperation(OperationKind kind, HandleState? state)
     {
-        Operation op;
-        if (_freeOperationCount > 0)
-        {
-            op = _operations[_freeOperations[--_freeOperationCount]]!;
-        }
-        else
-        {
-            if (_operationHighWater == _operations.Length)
-            {
-                Array.Resize(ref _operations, _operations.Length * 2);
-                Array.Resize(ref _freeOperations, _operations.Length);
-            }
-            op = new Operation(_operationHighWater);
-            _operations[_operationHighWater++] = op;
-        }
+        Operation op = _operations.Rent();
         op.Kind = kind;
         op.Handle = state;
         if (state is not null)
@@ -114,6 +94,6 @@ public sealed unsafe partial class MegaPipeChannel
             state.InFlight--;
         }
         op.Reset();
-        _freeOperations[_freeOperationCount++] = op.Index;
+        _operations.Return(op.Index);
     }
 }

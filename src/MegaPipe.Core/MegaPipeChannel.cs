@@ -156,7 +156,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
     public string? Degradation => _ring.Degradation;
 
     /// <summary>Live handles (registered and not yet fully closed).</summary>
-    public int HandleCount => _liveHandles;
+    public int HandleCount => _handles.InUse;
 
     /// <summary>Slots of the registered file table in use by lightweight sockets (readable from any thread).</summary>
     public int RegisteredFilesInUse => Volatile.Read(ref _registeredFilesInUse);
@@ -255,7 +255,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
         _disposed = true;
         // Closing the ring cancels all requests and drops every direct descriptor.
         _ring.Dispose();
-        foreach (HandleState? state in _handles)
+        foreach (HandleState? state in _handles.Items)
         {
             if (state is null || state.Status == HandleStatus.Free)
             {
@@ -268,7 +268,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
             }
             ReleaseDescriptor(state, closeRegular: true);
         }
-        foreach (Operation? op in _operations)
+        foreach (Operation? op in _operations.Items)
         {
             if (op is null)
             {

@@ -17,18 +17,18 @@ public sealed unsafe partial class MegaPipeChannel
     // The one-slot buffer TryDispatch dispatches into (owner thread only), so it allocates nothing.
     private readonly CompletionEvent[] _single = new CompletionEvent[1];
 
-    // Tests only: rewrites chosen submissions and skips chosen reaps (see FaultInjector).
-    private FaultInjector? _faults;
+    // Tests only: rewrites chosen submissions and skips chosen reaps (see IFaultHook); null otherwise.
+    private IFaultHook? _faults;
 
-    // Test hook: faults injected into this channel's submissions and dispatches. Set it on the
+    // Tests only: faults injected into this channel's submissions and dispatches. Set it on the
     // owner thread before the commands it should affect.
-    internal FaultInjector? FaultInjector
+    internal IFaultHook? FaultHook
     {
         get => _faults;
         set
         {
             _faults = value;
-            _ring.Interceptor = value;
+            _ring.FaultHook = value;
         }
     }
 

@@ -49,8 +49,8 @@ internal abstract unsafe class Ring : IDisposable
     // Entries taken from the submission queue.
     public long SqesSubmitted => _sqesSubmitted;
 
-    // Test hook: sees every SQE just before it is handed to the engine and may rewrite it (see FaultInjector).
-    public ISubmissionInterceptor? Interceptor { get; set; }
+    // Tests only: sees every SQE just before it is handed to the engine and may rewrite it (null otherwise).
+    public IFaultHook? FaultHook { get; set; }
 
     protected void InitializeQueues(uint* sqHead, uint* sqTail, uint sqEntries, io_uring_sqe* sqes, uint* cqHead, uint* cqTail, uint cqEntries, io_uring_cqe* cqes)
     {
@@ -105,11 +105,11 @@ internal abstract unsafe class Ring : IDisposable
         uint count = _sqTailLocal - _sqTailPublished;
         if (count != 0)
         {
-            if (Interceptor is { } interceptor)
+            if (FaultHook is { } hook)
             {
                 for (uint i = _sqTailPublished; i != _sqTailLocal; i++)
                 {
-                    interceptor.BeforeSubmit(&_sqes[i & _sqMask]);
+                    hook.BeforeSubmit(&_sqes[i & _sqMask]);
                 }
             }
             // Release: the SQE contents written above must be visible before the consumer sees the new tail.
@@ -192,10 +192,4 @@ internal abstract unsafe class Ring : IDisposable
     ~Ring() => Dispose(disposing: false);
 
     protected abstract void Dispose(bool disposing);
-}
-
-// Sees SQEs just before submission (fault injection in tests).
-internal unsafe interface ISubmissionInterceptor
-{
-    void BeforeSubmit(io_uring_sqe* sqe);
 }

@@ -19,7 +19,6 @@ public sealed unsafe partial class MegaPipeChannel
         HandleState state = Resolve(handle);
         Operation op = AllocateOperation(OperationKind.Command, state);
         op.Command = ChannelCommand.Write;
-        op.PayloadMemory = data;
         op.Total = data.Length;
         op.Pin(data);
         SubmitWrite(op);

@@ -277,7 +277,7 @@ public class StructLayoutTests
     {
         // The fields the commands write, at the offsets io_uring.h gives them.
         Dictionary<string, long> c = Probe();
-        string[] required = ["opcode", "flags", "ioprio", "fd", "off", "addr", "len", "rw_flags", "msg_flags", "accept_flags", "cancel_flags", "user_data", "buf_index", "buf_group", "personality", "file_index", "splice_fd_in", "addr3"];
+        string[] required = ["opcode", "flags", "ioprio", "fd", "off", "addr", "len", "rw_flags", "msg_flags", "accept_flags", "cancel_flags", "user_data", "buf_index", "buf_group", "personality", "file_index", "optlen", "addr3", "optval"];
         foreach (string field in required)
         {
             Assert.True(c.ContainsKey($"offset io_uring_sqe.{field}"), $"io_uring_sqe.{field} is not declared in Interop");

@@ -72,8 +72,6 @@ internal sealed class HandleState
     public int PeerAddressLength;
     public EndPoint? LocalEndPoint;
 
-    public bool IsActive => Status == HandleStatus.Open;
-
     public void Reset()
     {
         Status = HandleStatus.Free;

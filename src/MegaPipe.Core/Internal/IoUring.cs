@@ -29,11 +29,6 @@ internal sealed unsafe class IoUring : Ring
     // The kernel writes these flags (overflow pending, task work pending).
     private readonly uint* _sqFlags;
 
-    public uint SetupFlags { get; }
-    public uint Features { get; }
-
-    public int RingFd => _ringFd;
-
     public IoUring(uint sqEntries, uint cqEntries)
     {
         io_uring_params p = default;
@@ -69,8 +64,6 @@ internal sealed unsafe class IoUring : Ring
             ThrowHelper.ThrowErrno("io_uring_setup", Errno.EINVAL, "the kernel refused every combination of setup flags");
         }
         _ringFd = fd;
-        SetupFlags = p.flags;
-        Features = p.features;
         Degradation = degradation is null ? null : degradation + $"; running with setup flags 0x{p.flags:x}";
 
         try

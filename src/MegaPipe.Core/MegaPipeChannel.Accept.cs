@@ -27,8 +27,8 @@ public sealed unsafe partial class MegaPipeChannel
             ThrowHelper.ThrowInvalidOperation("Accept needs a listener handle.");
         }
         _commands++;
-        state.AcceptWanted = true;
-        if (!state.AcceptBackoff)
+        state.Accept.Wanted = true;
+        if (state.Accept.ShouldArm)
         {
             ArmAccepts(state);
         }
@@ -48,8 +48,8 @@ public sealed unsafe partial class MegaPipeChannel
             ThrowHelper.ThrowInvalidOperation("StopAccept needs a listener handle.");
         }
         _commands++;
-        state.AcceptWanted = false;
-        if (state.AcceptsArmed > 0)
+        state.Accept.Wanted = false;
+        if (state.Accept.Armed > 0)
         {
             CancelAccepts(state);
         }
@@ -58,8 +58,7 @@ public sealed unsafe partial class MegaPipeChannel
 
     private void CancelAccepts(HandleState listener)
     {
-        // Their ECANCELED completions are expected, not errors (one may still complete with a connection).
-        listener.AcceptsCancelling = listener.AcceptsArmed;
+        listener.Accept.CancelAll();
         io_uring_sqe* sqe = NextSqe();
         Sqe.PrepareCancelAll(sqe, listener.Fd, fixedFile: false, CancelUserData);
         Sqe.SkipSuccess(sqe);
@@ -68,119 +67,122 @@ public sealed unsafe partial class MegaPipeChannel
     /// <summary>How long accepting stays paused after descriptors ran out, unless a handle of this channel closes first.</summary>
     public static TimeSpan AcceptRetryDelay { get; } = TimeSpan.FromMilliseconds(100);
 
+    // Arms accepts up to the depth (or pauses, when the process's descriptors run short).
     private void ArmAccepts(HandleState listener)
     {
-        if (SocketsHoldProcessDescriptors && listener.AcceptsArmed < Options.AcceptDepth
-            && DescriptorBudget.Exhausted(Options.AcceptDepth - listener.AcceptsArmed))
+        ref AcceptState accept = ref listener.Accept;
+        if (SocketsHoldProcessDescriptors && accept.Armed < Options.AcceptDepth
+            && DescriptorBudget.Exhausted(Options.AcceptDepth - accept.Armed))
         {
-            // Keep the process's reserve of descriptors: pause as if accept had failed with EMFILE
-            // (reported once until an accept succeeds again).
-            if (!listener.AcceptFailureReported)
+            // Keep the process's reserve of descriptors: pause as if accept had failed with EMFILE.
+            if (accept.ReportFailureOnce())
             {
-                listener.AcceptFailureReported = true;
                 _synthetic.Enqueue(new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, -(int)Errno.EMFILE));
             }
-            BackOffAccepts(listener);
+            PauseAccepts(listener);
             return;
         }
-        while (listener.AcceptsArmed < Options.AcceptDepth)
+        while (accept.Armed < Options.AcceptDepth)
         {
             Operation op = AllocateOperation(OperationKind.Accept, listener);
             op.Command = ChannelCommand.Accept;
             *op.SockaddrLength = SocketAddressConverter.MaxSize;
             Sqe.PrepareAccept(NextSqe(), listener.Fd, op.Sockaddr, op.SockaddrLength, direct: Options.LightweightSockets, op.UserData);
-            listener.AcceptsArmed++;
+            accept.Armed++;
         }
     }
 
     private void OnAccept(Operation op, HandleState listener, int result, Span<CompletionEvent> events, ref int count)
     {
-        listener.AcceptsArmed--;
-        // One of the accepts StopAccept or a back-off cancelled, whatever its result (it may have
-        // completed, or failed, before the cancellation reached it).
-        bool cancelledByUs = listener.AcceptsCancelling > 0;
-        if (cancelledByUs)
-        {
-            listener.AcceptsCancelling--;
-        }
-        bool isDirect = Options.LightweightSockets;
+        bool cancelledByUs = listener.Accept.Complete();
         if (listener.Status != HandleStatus.Open)
         {
             if (result >= 0)
             {
-                CloseOrphan(result, isDirect);
+                CloseOrphan(result, Options.LightweightSockets);
             }
             FreeOperation(op);
             TryFinishClose(listener);
             return;
         }
-
         if (result >= 0)
         {
-            listener.AcceptFailureReported = false;
-            if (_wakeupChecks)
-            {
-                // Accepts can miss a wake-up as receives can (see ScheduleReceiveCheck): a listener
-                // quiet for a second after a connection gets its accepts re-armed once.
-                ScheduleReceiveCheck(listener);
-            }
-            HandleState accepted = AllocateHandle(HandleKind.Socket, result, isDirect, ownsDescriptor: true);
-            if (isDirect)
-            {
-                Volatile.Write(ref _registeredFilesInUse, _registeredFilesInUse + 1);
-            }
-            if (SocketsHoldProcessDescriptors)
-            {
-                accepted.HoldsProcessDescriptor = true;
-                DescriptorBudget.Acquire();
-            }
-            accepted.PeerAddress ??= new byte[SocketAddressConverter.MaxSize];
-            int length = (int)Math.Min(*op.SockaddrLength, (uint)SocketAddressConverter.MaxSize);
-            new ReadOnlySpan<byte>(op.Sockaddr, length).CopyTo(accepted.PeerAddress);
-            accepted.PeerAddressLength = length;
-            accepted.LocalEndPoint = listener.ListenerEndPoint;
+            listener.Accept.FailureReported = false;
+            HandleState accepted = RegisterAccepted(op, listener, result);
             FreeOperation(op);
             events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, 0, accepted: HandleOf(accepted));
         }
         else
         {
             FreeOperation(op);
-            if (result == -(int)Errno.ECANCELED && cancelledByUs)
+            if (!OnAcceptFailed(listener, result, cancelledByUs, events, ref count))
             {
-                // Cancelled by StopAccept, the back-off below or an accept check: nothing to report.
-                if (listener.AcceptWanted && !listener.AcceptBackoff)
-                {
-                    ArmAccepts(listener);
-                }
                 return;
             }
-            if (result is -(int)Errno.EMFILE or -(int)Errno.ENFILE or -(int)Errno.ENOBUFS or -(int)Errno.ENOMEM)
-            {
-                // Out of descriptors (or table slots, or memory). Re-arming now would fail again
-                // at once, a busy loop; pause, report the first failure only, and retry when a
-                // handle closes or after a delay. Meanwhile connections wait in the backlog.
-                if (!listener.AcceptBackoff)
-                {
-                    BackOffAccepts(listener);
-                    if (!listener.AcceptFailureReported)
-                    {
-                        listener.AcceptFailureReported = true;
-                        events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, result);
-                    }
-                }
-                return;
-            }
-            if (result is -(int)Errno.EBADF or -(int)Errno.EINVAL or -(int)Errno.ENOTSOCK or -(int)Errno.EOPNOTSUPP or -(int)Errno.ECANCELED)
-            {
-                // The listener itself is unusable: stop accepting.
-                listener.AcceptWanted = false;
-            }
-            events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, result);
         }
-        if (listener.AcceptWanted && !listener.AcceptBackoff)
+        if (listener.Accept.ShouldArm)
         {
             ArmAccepts(listener);
         }
+    }
+
+    // An accept failed; false when the failure is handled and nothing more is to be armed now.
+    private bool OnAcceptFailed(HandleState listener, int result, bool cancelledByUs, Span<CompletionEvent> events, ref int count)
+    {
+        if (result == -(int)Errno.ECANCELED && cancelledByUs)
+        {
+            // Cancelled by StopAccept or a pause: nothing to report (a pause re-arms on its own).
+            if (listener.Accept.ShouldArm)
+            {
+                ArmAccepts(listener);
+            }
+            return false;
+        }
+        if (result is -(int)Errno.EMFILE or -(int)Errno.ENFILE or -(int)Errno.ENOBUFS or -(int)Errno.ENOMEM)
+        {
+            // Out of descriptors (or table slots, or memory). Re-arming now would fail again at
+            // once, a busy loop; pause, report the first failure only, and retry when a handle
+            // closes or after a delay. Meanwhile connections wait in the backlog.
+            if (!listener.Accept.Paused)
+            {
+                PauseAccepts(listener);
+                if (listener.Accept.ReportFailureOnce())
+                {
+                    events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, result);
+                }
+            }
+            return false;
+        }
+        if (result is -(int)Errno.EBADF or -(int)Errno.EINVAL or -(int)Errno.ENOTSOCK or -(int)Errno.EOPNOTSUPP or -(int)Errno.ECANCELED)
+        {
+            // The listener itself is unusable: stop accepting.
+            listener.Accept.Wanted = false;
+        }
+        events[count++] = new CompletionEvent(ChannelCommand.Accept, HandleOf(listener), listener.Cookie, result);
+        return true;
+    }
+
+    // Registers the connection an accept returned (a direct-descriptor slot, or a descriptor) as a
+    // handle of this channel, with the peer's address from the accept's sockaddr.
+    private HandleState RegisterAccepted(Operation op, HandleState listener, int fd)
+    {
+        bool isDirect = Options.LightweightSockets;
+        HandleState accepted = AllocateHandle(HandleKind.Socket, fd, isDirect, ownsDescriptor: true);
+        if (isDirect)
+        {
+            Volatile.Write(ref _registeredFilesInUse, _registeredFilesInUse + 1);
+        }
+        if (SocketsHoldProcessDescriptors)
+        {
+            accepted.HoldsProcessDescriptor = true;
+            DescriptorBudget.Acquire();
+        }
+        accepted.PeerAddress ??= new byte[SocketAddressConverter.MaxSize];
+        int length = (int)Math.Min(*op.SockaddrLength, (uint)SocketAddressConverter.MaxSize);
+        new ReadOnlySpan<byte>(op.Sockaddr, length).CopyTo(accepted.PeerAddress);
+        accepted.PeerAddressLength = length;
+        accepted.LocalEndPoint = listener.ListenerEndPoint;
+        return accepted;
     }
 
     // Closes a descriptor that belongs to no handle (a connection accepted while its listener closed).
@@ -197,23 +199,20 @@ public sealed unsafe partial class MegaPipeChannel
         Sqe.SkipSuccess(sqe);
     }
 
-    // Listeners whose accepts the check above re-armed (for tests and diagnostics).
-    internal long AcceptChecks { get; private set; }
-
     // Listeners whose accepting paused for lack of descriptors, and when to retry them (Stopwatch
     // ticks). No timer: a timer thread cannot be started when descriptors have run out, so
     // Dispatch itself waits no longer than the retry time.
-    private List<HandleState> _acceptBackoff = new();
+    private List<HandleState> _acceptsPaused = new();
 
     private List<HandleState> _acceptResuming = new();
 
     private long _acceptRetryAt;
 
-    private void BackOffAccepts(HandleState listener)
+    private void PauseAccepts(HandleState listener)
     {
-        listener.AcceptBackoff = true;
-        _acceptBackoff.Add(listener);
-        if (listener.AcceptsArmed > 0)
+        listener.Accept.Paused = true;
+        _acceptsPaused.Add(listener);
+        if (listener.Accept.Armed > 0)
         {
             // The other armed accepts would take connections only to drop them (a full
             // direct-descriptor table fails after accepting): cancel them.
@@ -232,14 +231,14 @@ public sealed unsafe partial class MegaPipeChannel
     // Resumes accepting when its retry time has come; otherwise caps the wait (ns, -1 = none) at it.
     private long ApplyAcceptRetry(long waitNs)
     {
-        if (_acceptBackoff.Count == 0)
+        if (_acceptsPaused.Count == 0)
         {
             return waitNs;
         }
         long remaining = _acceptRetryAt - _turnTimestamp;
         if (remaining <= 0)
         {
-            ResumeBackedOffAccepts();
+            ResumePausedAccepts();
             return waitNs;
         }
         long remainingNs = (long)(remaining * 1e9 / Stopwatch.Frequency);
@@ -247,19 +246,19 @@ public sealed unsafe partial class MegaPipeChannel
     }
 
     // Re-arms accepts paused for lack of descriptors (a handle closed, or the retry time came).
-    private void ResumeBackedOffAccepts()
+    private void ResumePausedAccepts()
     {
-        if (_acceptBackoff.Count == 0)
+        if (_acceptsPaused.Count == 0)
         {
             return;
         }
-        // ArmAccepts may back off again (adding to the list): work on the other of two lists.
-        (_acceptBackoff, _acceptResuming) = (_acceptResuming, _acceptBackoff);
+        // ArmAccepts may pause again (adding to the list): work on the other of two lists.
+        (_acceptsPaused, _acceptResuming) = (_acceptResuming, _acceptsPaused);
         List<HandleState> listeners = _acceptResuming;
         foreach (HandleState listener in listeners)
         {
-            listener.AcceptBackoff = false;
-            if (listener.Status == HandleStatus.Open && listener.AcceptWanted)
+            listener.Accept.Paused = false;
+            if (listener.Status == HandleStatus.Open && listener.Accept.Wanted)
             {
                 ArmAccepts(listener);
             }

@@ -53,8 +53,8 @@ public sealed unsafe partial class MegaPipeChannel
     private void BeginClose(HandleState state, HandleStatus status)
     {
         state.Status = status;
-        state.AcceptWanted = false;
-        state.ReceiveWanted = false;
+        state.Accept.Wanted = false;
+        state.Receive.Wanted = false;
         // A shutdown before close is not cancelled: it sends the FIN, and the close waits for it.
         if (state.InFlight - (state.ShutdownPending ? 1 : 0) > 0 && state.Fd >= 0)
         {
@@ -116,7 +116,7 @@ public sealed unsafe partial class MegaPipeChannel
     private void SubmitCancelAll(HandleState state)
     {
         // (A shutdown before close is left to finish: it is quick, and the close waits for it.)
-        if (state.InFlight - (state.ShutdownPending ? 1 : 0) == 1 && state.ReceiveOperation is { } receive)
+        if (state.InFlight - (state.ShutdownPending ? 1 : 0) == 1 && state.Receive.Operation is { } receive)
         {
             // Only the continuous receive is in flight, as when a connection closes after its last
             // send: cancel it by user_data, one lookup in the kernel's cancel hash. A cancel by
@@ -168,5 +168,18 @@ public sealed unsafe partial class MegaPipeChannel
         var value = (linger*)NativeMemory.AllocZeroed((nuint)sizeof(linger));
         value->l_onoff = 1;
         return value;
+    }
+
+    private void OnCloseDescriptor(Operation op, HandleState state)
+    {
+        FreeOperation(op);
+        TryFinishClose(state);
+    }
+
+    private void OnShutdownBeforeClose(Operation op, HandleState state)
+    {
+        state.ShutdownPending = false;
+        FreeOperation(op);
+        TryFinishClose(state);
     }
 }

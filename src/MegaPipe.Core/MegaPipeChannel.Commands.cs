@@ -75,4 +75,20 @@ public sealed unsafe partial class MegaPipeChannel
         _commands++;
         SubmitIfNotBatching();
     }
+
+    // A command's completion (a write's, once it is done): its event, or, when the handle is
+    // closing, one step closer to the close.
+    private void OnCommand(Operation op, HandleState state, int result, Span<CompletionEvent> events, ref int count)
+    {
+        ChannelCommand command = op.Command;
+        FreeOperation(op);
+        if (state.Status == HandleStatus.Open)
+        {
+            events[count++] = new CompletionEvent(command, HandleOf(state), state.Cookie, result);
+        }
+        else
+        {
+            TryFinishClose(state);
+        }
+    }
 }

@@ -187,64 +187,30 @@ public sealed unsafe partial class MegaPipeChannel
         }
         Operation op = _operations[(int)(uint)userData];
         Debug.Assert(op.Generation == (uint)(userData >> 32), "a completion arrived for a recycled operation");
-        HandleState? state = op.Handle;
+        HandleState state = op.Handle!;
         switch (op.Kind)
         {
             case OperationKind.MultishotReceive:
-                OnReceive(op, state!, result, flags, events, ref count);
+                OnReceive(op, state, result, flags, events, ref count);
                 return;
             case OperationKind.Accept:
-                OnAccept(op, state!, result, events, ref count);
+                OnAccept(op, state, result, events, ref count);
+                return;
+            case OperationKind.Write:
+                OnWrite(op, state, result, events, ref count);
                 return;
             case OperationKind.ConnectSocket:
-                OnConnectSocket(op, state!, result, events, ref count);
+                OnConnectSocket(op, state, result, events, ref count);
                 return;
             case OperationKind.CloseDescriptor:
-                FreeOperation(op);
-                TryFinishClose(state!);
+                OnCloseDescriptor(op, state);
                 return;
             case OperationKind.ShutdownBeforeClose:
-                state!.ShutdownPending = false;
-                FreeOperation(op);
-                TryFinishClose(state);
+                OnShutdownBeforeClose(op, state);
                 return;
-        }
-
-        Debug.Assert(state is not null, "a command completed without a handle");
-        if (op.Command == ChannelCommand.Write && state.Status == HandleStatus.Open)
-        {
-            if (result > 0)
-            {
-                op.Done += result;
-                op.Retries = 0;
-                if (op.Done < op.Total)
-                {
-                    // A short write: continue with the remainder, same operation, same buffers.
-                    SubmitWrite(op);
-                    return;
-                }
-                result = op.Total;
-            }
-            else if (result == -(int)Errno.EAGAIN && op.Retries < MaxTransientRetries)
-            {
-                // Nothing was written this time: submit the remainder again.
-                op.Retries++;
-                SubmitWrite(op);
+            default:
+                OnCommand(op, state, result, events, ref count);
                 return;
-            }
-            // Any other error ends the write, reported to the caller (with what was written unknown
-            // to it, the stream is broken). That includes ECANCELED: the channel cancels a write
-            // only when its handle closes, and then nothing is reported at all.
-        }
-        ChannelCommand command = op.Command;
-        FreeOperation(op);
-        if (state.Status == HandleStatus.Open)
-        {
-            events[count++] = new CompletionEvent(command, HandleOf(state), state.Cookie, result);
-        }
-        else
-        {
-            TryFinishClose(state);
         }
     }
 

@@ -134,10 +134,10 @@ public sealed partial class MegaPipeChannel
         }
         state.Reset();
         _handles.Return(state.Index);
-        if (freedDescriptor && _acceptBackoff.Count != 0)
+        if (freedDescriptor && _acceptsPaused.Count != 0)
         {
             // A descriptor (or table slot) was freed: accepting paused for lack of one can resume.
-            ResumeBackedOffAccepts();
+            ResumePausedAccepts();
         }
     }
 

@@ -1,16 +1,22 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using MegaPipe.Internal;
 using static MegaPipe.Interop;
 
 namespace MegaPipe;
 
-// The continuous receive: a multishot receive into channel-owned buffers, its completions,
-// the buffers lent to the caller, and the quiet-receive check.
+// The continuous receive: a multishot receive into channel-owned buffers (issued by Receive,
+// ended by StopReceive), its completions, the buffers lent to the caller until the next dispatch,
+// and the re-arms of the quiet-receive check (Internal/QuietReceiveCheck.cs).
 public sealed unsafe partial class MegaPipeChannel
 {
+    // Receive buffers lent to the caller by the last dispatch; they go back to the kernel at the next.
+    private ushort[] _lentBuffers = new ushort[64];
+    private int _lentBufferCount;
+    // Handles whose continuous receive ended for lack of buffers, to re-arm once buffers return.
+    private readonly List<HandleState> _starved = new();
+
     /// <summary>
     /// Starts a continuous receive into channel-owned buffers: each arrival is a
     /// <see cref="ChannelCommand.Receive"/> event whose data <see cref="GetReceivedData"/> returns until
@@ -26,8 +32,8 @@ public sealed unsafe partial class MegaPipeChannel
             ThrowHelper.ThrowInvalidOperation("Receive needs a socket handle.");
         }
         _commands++;
-        state.ReceiveWanted = true;
-        if (state.ReceiveOperation is null && !state.ReceiveStarved)
+        state.Receive.Wanted = true;
+        if (state.Receive.ShouldArm)
         {
             ArmReceive(state);
         }
@@ -41,43 +47,15 @@ public sealed unsafe partial class MegaPipeChannel
     public void StopReceive(MegaPipeHandle handle)
     {
         HandleState state = Resolve(handle);
-        state.ReceiveWanted = false;
-        state.ReceiveStarved = false;
-        state.ReceiveCheckRearm = false;
-        if (state.ReceiveOperation is { } op)
+        state.Receive.Stop();
+        QuietReceiveCheck.OnEnded(state);
+        if (state.Receive.Operation is { } op)
         {
             SubmitCancel(op);
             _commands++;
             SubmitIfNotBatching();
         }
     }
-
-    private void ArmReceive(HandleState state)
-    {
-        Operation op = AllocateOperation(OperationKind.MultishotReceive, state);
-        op.Command = ChannelCommand.Receive;
-        state.ReceiveOperation = op;
-        state.ReceiveStarved = false;
-        Sqe.PrepareRecvMultishot(NextSqe(), state.Fd, state.IsDirect, _buffers.GroupId, op.UserData);
-        // A new arm can miss a reset as a re-arm after data can (see ScheduleReceiveCheck); the
-        // re-arm a check makes is not checked again, so an idle connection costs one check.
-        if (state.ReceiveCheckRearm)
-        {
-            state.ReceiveCheckRearm = false;
-        }
-        else if (_wakeupChecks)
-        {
-            ScheduleReceiveCheck(state);
-        }
-    }
-
-    // Receive buffers lent to the caller by the last dispatch; they go back to the kernel at the next.
-    private ushort[] _lentBuffers = new ushort[64];
-
-    private int _lentBufferCount;
-
-    // Handles whose continuous receive ended for lack of buffers, to re-arm once buffers return.
-    private readonly List<HandleState> _starved = new();
 
     /// <summary>The data of a <see cref="ChannelCommand.Receive"/> event; valid until the next dispatch.</summary>
     public ReadOnlySpan<byte> GetReceivedData(in CompletionEvent completion)
@@ -87,6 +65,15 @@ public sealed unsafe partial class MegaPipeChannel
             return default;
         }
         return _buffers.GetBuffer((ushort)completion.BufferId, completion.Result);
+    }
+
+    private void ArmReceive(HandleState state)
+    {
+        Operation op = AllocateOperation(OperationKind.MultishotReceive, state);
+        op.Command = ChannelCommand.Receive;
+        state.Receive.Armed(op);
+        Sqe.PrepareRecvMultishot(NextSqe(), state.Fd, state.IsDirect, _buffers.GroupId, op.UserData);
+        _receiveCheck.OnArmed(state, _turnTimestamp);
     }
 
     private void OnReceive(Operation op, HandleState state, int result, uint flags, Span<CompletionEvent> events, ref int count)
@@ -100,15 +87,14 @@ public sealed unsafe partial class MegaPipeChannel
         }
         if (!more)
         {
-            state.ReceiveOperation = null;
+            state.Receive.Operation = null;
             FreeOperation(op);
             if (result != -(int)Errno.ECANCELED)
             {
-                // A check's cancel that finds the receive already ended must not exempt the next arm.
-                state.ReceiveCheckRearm = false;
+                // A check's cancellation that finds the receive already ended re-arms nothing.
+                QuietReceiveCheck.OnEnded(state);
             }
         }
-
         if (state.Status != HandleStatus.Open || (result <= 0 && bufferId >= 0))
         {
             // No one will read this buffer (the handle is closing, or the completion carries no
@@ -128,62 +114,54 @@ public sealed unsafe partial class MegaPipeChannel
 
         if (result > 0)
         {
-            state.ReceiveRetries = 0;
-            state.ReceiveCheckRearm = false;
-            if (more && _wakeupChecks)
-            {
-                ScheduleReceiveCheck(state);
-            }
+            state.Receive.Retries = 0;
+            _receiveCheck.OnData(state, _turnTimestamp, more);
             if (bufferId >= 0)
             {
                 LendBuffer((ushort)bufferId);
             }
             events[count++] = new CompletionEvent(ChannelCommand.Receive, HandleOf(state), state.Cookie, result, bufferId: bufferId, more: more);
-            if (!more && state.ReceiveWanted)
+            if (!more && state.Receive.Wanted)
             {
                 ArmReceive(state);
             }
             return;
         }
-
         if (result == -(int)Errno.ENOBUFS)
         {
             // The buffer ring ran dry (possibly before any data arrived). Buffers come back at the
             // next dispatch; re-arm then, not on a timer.
-            if (state.ReceiveWanted && state.ReceiveOperation is null && !state.ReceiveStarved)
+            if (state.Receive.ShouldArm)
             {
-                state.ReceiveStarved = true;
+                state.Receive.Starved = true;
                 _starved.Add(state);
             }
             return;
         }
-
         if (result == -(int)Errno.ECANCELED)
         {
-            // Ended by StopReceive. A Receive issued while the cancelled request was still in
-            // flight found it armed and left it; start the new one now instead of reporting an error.
-            // A cancellation the channel did not ask for finds the receive still wanted too: a
-            // cancelled request consumed no data, so arming again loses nothing.
-            if (state.ReceiveWanted && state.ReceiveOperation is null && !state.ReceiveStarved)
+            // Ended by StopReceive or by a check. A Receive issued while the cancelled request was
+            // still in flight found it armed and left it; start the new one now instead of
+            // reporting an error. A cancellation the channel did not ask for finds the receive
+            // still wanted too: a cancelled request consumed no data, so arming again loses nothing.
+            if (state.Receive.ShouldArm)
             {
                 ArmReceive(state);
             }
             return;
         }
-
-        if (result == -(int)Errno.EAGAIN && state.ReceiveRetries < MaxTransientRetries)
+        if (result == -(int)Errno.EAGAIN && state.Receive.Retries < MaxTransientRetries)
         {
             // Nothing was there to receive and the engine did not wait: arm again (nothing was consumed).
-            if (state.ReceiveWanted && state.ReceiveOperation is null && !state.ReceiveStarved)
+            if (state.Receive.ShouldArm)
             {
-                state.ReceiveRetries++;
+                state.Receive.Retries++;
                 ArmReceive(state);
             }
             return;
         }
-
         // End of stream or an error ends the receive.
-        state.ReceiveWanted = false;
+        state.Receive.Wanted = false;
         events[count++] = new CompletionEvent(ChannelCommand.Receive, HandleOf(state), state.Cookie, result, more: false);
     }
 
@@ -217,98 +195,23 @@ public sealed unsafe partial class MegaPipeChannel
         _buffers.Publish();
         foreach (HandleState state in _starved)
         {
-            if (state.ReceiveStarved && state.Status == HandleStatus.Open && state.ReceiveWanted && state.ReceiveOperation is null)
+            if (state.Receive.EndStarvation() && state.Status == HandleStatus.Open)
             {
                 ArmReceive(state);
             }
-            state.ReceiveStarved = false;
         }
         _starved.Clear();
     }
 
-    // A multishot receive on io_uring can miss the peer's reset (or end of stream) that lands just
-    // after a data completion, while the kernel re-arms its internal poll, or just as the receive
-    // is armed: no completion follows, ever (Linux 6.18; about 1 in 2,000 connections that send
-    // part of a request and reset at once, and a few in a million in the soak's mix; see
-    // ResetRaceTests). A receive that stays quiet for ReceiveCheckDelay after being armed or
-    // after data therefore gets re-armed once (cancel, then arm again, which loses no data): the
-    // new request sees the socket's state. Under steady traffic no check ever comes due, and an
-    // idle connection is checked once, not every second.
-    private static readonly long ReceiveCheckDelay = Stopwatch.Frequency;
-
-    // Receives to check, by due time. A handle has at most one entry: when its time moves on
-    // (more data), the entry is put back with the new time when it comes up.
-    private readonly PriorityQueue<(HandleState State, uint Generation), long> _receiveChecks = new();
-
-    private void ScheduleReceiveCheck(HandleState state)
-    {
-        state.ReceiveCheckAt = _turnTimestamp + ReceiveCheckDelay;
-        if (!state.ReceiveCheckQueued)
-        {
-            state.ReceiveCheckQueued = true;
-            _receiveChecks.Enqueue((state, state.Generation), state.ReceiveCheckAt);
-        }
-    }
-
-    // Runs the receive checks that are due; caps the wait (ns, -1 = none) at the next one.
+    // Re-arms the quiet receives that are due (see QuietReceiveCheck); caps the wait (ns, -1 =
+    // none) at the next check.
     private long ApplyReceiveChecks(long waitNs)
     {
-        if (_receiveChecks.Count == 0)
+        while (_receiveCheck.TakeDue(_turnTimestamp, ref waitNs) is { } state)
         {
-            return waitNs;
-        }
-        long now = _turnTimestamp;
-        while (_receiveChecks.TryPeek(out (HandleState State, uint Generation) check, out long due))
-        {
-            if (due > now)
-            {
-                long remainingNs = (long)((due - now) * 1e9 / Stopwatch.Frequency);
-                return waitNs < 0 || waitNs > remainingNs ? remainingNs : waitNs;
-            }
-            _receiveChecks.Dequeue();
-            HandleState state = check.State;
-            if (state.Generation != check.Generation)
-            {
-                // The handle was freed (and maybe reused, with an entry of its own).
-                continue;
-            }
-            state.ReceiveCheckQueued = false;
-            if (state.Status != HandleStatus.Open || state.ReceiveCheckAt == 0)
-            {
-                continue;
-            }
-            if (state.ReceiveCheckAt > now)
-            {
-                // Data came since: check at the later time.
-                state.ReceiveCheckQueued = true;
-                _receiveChecks.Enqueue((state, state.Generation), state.ReceiveCheckAt);
-                continue;
-            }
-            state.ReceiveCheckAt = 0;
-            if (state.Kind == HandleKind.Listener)
-            {
-                if (state.AcceptWanted && !state.AcceptBackoff && state.AcceptsArmed > 0 && state.AcceptsCancelling == 0)
-                {
-                    // Their ECANCELED completions re-arm them (accepting is still wanted).
-                    CancelAccepts(state);
-                    AcceptChecks++;
-                }
-                continue;
-            }
-            if (state.ReceiveWanted && state.ReceiveOperation is { } receive)
-            {
-                // ECANCELED comes back and re-arms the receive (it is still wanted).
-                state.ReceiveCheckRearm = true;
-                SubmitCancel(receive);
-                ReceiveChecks++;
-            }
+            // ECANCELED comes back and re-arms the receive (it is still wanted).
+            SubmitCancel(state.Receive.Operation!);
         }
         return waitNs;
     }
-
-    // Receive checks waiting (for tests: it must stay bounded by the live handles).
-    internal int PendingReceiveChecks => _receiveChecks.Count;
-
-    // Quiet receives re-armed by the check above (for tests and diagnostics).
-    internal long ReceiveChecks { get; private set; }
 }

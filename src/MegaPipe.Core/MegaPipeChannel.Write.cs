@@ -17,7 +17,7 @@ public sealed unsafe partial class MegaPipeChannel
     public void Write(MegaPipeHandle handle, ReadOnlyMemory<byte> data)
     {
         HandleState state = Resolve(handle);
-        Operation op = AllocateOperation(OperationKind.Command, state);
+        Operation op = AllocateOperation(OperationKind.Write, state);
         op.Command = ChannelCommand.Write;
         op.Total = data.Length;
         op.Pin(data);
@@ -39,7 +39,7 @@ public sealed unsafe partial class MegaPipeChannel
         {
             throw new ArgumentOutOfRangeException(nameof(data), "A single write is limited to 2 GiB.");
         }
-        Operation op = AllocateOperation(OperationKind.Command, state);
+        Operation op = AllocateOperation(OperationKind.Write, state);
         op.Command = ChannelCommand.Write;
         op.Payload = data;
         op.Total = (int)data.Length;
@@ -106,5 +106,35 @@ public sealed unsafe partial class MegaPipeChannel
         {
             Sqe.PrepareWritev(NextSqe(), state.Fd, state.IsDirect, iov, count, Sqe.CurrentPosition, op.UserData);
         }
+    }
+
+    private void OnWrite(Operation op, HandleState state, int result, Span<CompletionEvent> events, ref int count)
+    {
+        if (state.Status == HandleStatus.Open)
+        {
+            if (result > 0)
+            {
+                op.Done += result;
+                op.Retries = 0;
+                if (op.Done < op.Total)
+                {
+                    // A short write: continue with the remainder, same operation, same buffers.
+                    SubmitWrite(op);
+                    return;
+                }
+                result = op.Total;
+            }
+            else if (result == -(int)Errno.EAGAIN && op.Retries < MaxTransientRetries)
+            {
+                // Nothing was written this time: submit the remainder again.
+                op.Retries++;
+                SubmitWrite(op);
+                return;
+            }
+            // Any other error ends the write, reported to the caller (with what was written unknown
+            // to it, the stream is broken). That includes ECANCELED: the channel cancels a write
+            // only when its handle closes, and then nothing is reported at all.
+        }
+        OnCommand(op, state, result, events, ref count);
     }
 }

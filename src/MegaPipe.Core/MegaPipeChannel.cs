@@ -45,11 +45,14 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
         _wakeFd = -1;
         (_ring, _buffers, EngineReason) = CreateEngine(options);
         Engine = _ring is EpollRing ? ChannelEngine.Epoll : ChannelEngine.IoUring;
-        _wakeupChecks = Engine == ChannelEngine.IoUring;
+        _receiveCheck = new QuietReceiveCheck(supported: Engine == ChannelEngine.IoUring);
     }
 
-    // io_uring only: re-check quiet receives and listeners, whose wake-ups the kernel can miss.
-    private readonly bool _wakeupChecks;
+    // io_uring only: re-arms receives that went quiet, whose end the kernel can miss.
+    private readonly QuietReceiveCheck _receiveCheck;
+
+    // Tests only: the quiet-receive check, to switch it off (and see the race it works around).
+    internal QuietReceiveCheck ReceiveCheck => _receiveCheck;
 
     /// <summary>The environment variable that picks the engine when <see cref="ChannelOptions.Engine"/> is Auto.</summary>
     public const string EngineEnvironmentVariable = "MEGAPIPE_ENGINE";

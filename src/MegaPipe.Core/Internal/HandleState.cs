@@ -43,29 +43,13 @@ internal sealed class HandleState
     // The socket holds a process descriptor counted in DescriptorBudget.
     public bool HoldsProcessDescriptor;
 
-    // Listener: accepts are to be kept armed; how many are armed now.
-    public bool AcceptWanted;
-    public int AcceptsArmed;
-    // Accepting paused after running out of descriptors (EMFILE, ENFILE, ...) until one is freed or a retry timer fires.
-    public bool AcceptBackoff;
-    // Armed accepts we cancelled (StopAccept or back-off) whose ECANCELED completions are still due.
-    public int AcceptsCancelling;
-    // A failure of this back-off episode was reported; cleared by the next accepted connection.
-    public bool AcceptFailureReported;
+    // A listener's accepts, and the address it is bound to.
+    public AcceptState Accept;
     public EndPoint? ListenerEndPoint;
 
-    // Continuous receive: wanted by the user; the armed multishot request; starved of buffers.
-    public bool ReceiveWanted;
-    public Operation? ReceiveOperation;
-    public bool ReceiveStarved;
-    // Consecutive transient failures (EAGAIN) of the continuous receive, re-armed without data.
-    public int ReceiveRetries;
-    // When (Stopwatch ticks) to re-check a continuous receive that went quiet after data; 0: none due.
-    public long ReceiveCheckAt;
-    // The receive is being re-armed by a check: that arm schedules no further check.
-    public bool ReceiveCheckRearm;
-    // The handle has an entry in the channel's receive-check queue.
-    public bool ReceiveCheckQueued;
+    // A socket's continuous receive, and the quiet-receive check's part of it.
+    public ReceiveState Receive;
+    public QuietReceiveCheck.Entry ReceiveCheck;
 
     // Connection addresses: the peer's sockaddr from accept or connect, the listener's endpoint.
     public byte[]? PeerAddress;
@@ -84,19 +68,10 @@ internal sealed class HandleState
         CloseSubmitted = false;
         HoldsProcessDescriptor = false;
         ShutdownPending = false;
-        AcceptWanted = false;
-        AcceptsArmed = 0;
-        AcceptBackoff = false;
-        AcceptsCancelling = 0;
-        AcceptFailureReported = false;
+        Accept = default;
         ListenerEndPoint = null;
-        ReceiveWanted = false;
-        ReceiveOperation = null;
-        ReceiveStarved = false;
-        ReceiveRetries = 0;
-        ReceiveCheckAt = 0;
-        ReceiveCheckRearm = false;
-        ReceiveCheckQueued = false;
+        Receive = default;
+        ReceiveCheck = default;
         PeerAddressLength = 0;
         LocalEndPoint = null;
         Generation++;

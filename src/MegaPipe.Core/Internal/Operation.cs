@@ -9,7 +9,10 @@ namespace MegaPipe.Internal;
 // What an operation is, internally: the user command it serves, or a bookkeeping request.
 internal enum OperationKind : byte
 {
+    // A single-shot command: one completion, one event.
     Command,
+    // A write: continued after short writes, one event at the end.
+    Write,
     // A multishot receive; stays in flight across many completions.
     MultishotReceive,
     // An accept kept armed on a listener.

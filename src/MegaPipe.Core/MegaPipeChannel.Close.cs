@@ -6,8 +6,9 @@ using static MegaPipe.Interop;
 
 namespace MegaPipe;
 
-// Closing: close, abort and unregister; the cancellations that precede them, the abortive
-// linger, and the descriptor close that ends a handle.
+// Closing: close (in its three modes), abort and unregister; the cancellations that precede
+// them, the shutdown of a graceful close, the abortive linger, and the descriptor close that
+// ends a handle, with their completions.
 public sealed unsafe partial class MegaPipeChannel
 {
     /// <summary>
@@ -25,40 +26,60 @@ public sealed unsafe partial class MegaPipeChannel
     /// Closes a handle: cancels its in-flight commands, then closes the descriptor (for a
     /// lightweight socket, its slot in the registered file table). A final
     /// <see cref="ChannelCommand.Close"/> event follows; no other event of the handle comes after
-    /// this call, so write completions still pending are lost: wait for them first to close gracefully.
+    /// this call, so write completions still pending are lost: wait for them first to close
+    /// gracefully. This is <see cref="CloseMode.Immediate"/>.
     /// </summary>
-    public void Close(MegaPipeHandle handle)
-    {
-        HandleState state = Resolve(handle);
-        _commands++;
-        BeginClose(state, HandleStatus.Closing);
-    }
+    public void Close(MegaPipeHandle handle) => Close(handle, CloseMode.Immediate);
 
     /// <summary>
-    /// Closes a connected socket abortively, as <see cref="Close"/> does but with SO_LINGER set to
-    /// zero first: the kernel resets the connection (RST) and drops unsent data instead of
-    /// finishing it with FIN, so the peer can tell an abort from an orderly end.
+    /// Closes a connected socket abortively, as <see cref="Close(MegaPipeHandle)"/> does but with
+    /// SO_LINGER set to zero first: the kernel resets the connection (RST) and drops unsent data
+    /// instead of finishing it with FIN, so the peer can tell an abort from an orderly end. This is
+    /// <see cref="CloseMode.Abort"/>.
     /// </summary>
-    public void Abort(MegaPipeHandle handle)
+    public void Abort(MegaPipeHandle handle) => Close(handle, CloseMode.Abort);
+
+    /// <summary>
+    /// Closes a handle as <see cref="Close(MegaPipeHandle)"/> does, ending a connected socket the
+    /// way <paramref name="mode"/> says: with FIN after a shutdown of the send side
+    /// (<see cref="CloseMode.Graceful"/>), as close(2) does (<see cref="CloseMode.Immediate"/>), or
+    /// with a reset (<see cref="CloseMode.Abort"/>).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a <see cref="CloseMode"/>.</exception>
+    public void Close(MegaPipeHandle handle, CloseMode mode)
     {
+        if ((uint)mode > (uint)CloseMode.Abort)
+        {
+            ThrowHelper.ThrowArgumentOutOfRange(nameof(mode), mode, "not a close mode");
+        }
         HandleState state = Resolve(handle);
-        if (state.Kind == HandleKind.Socket && state.Fd >= 0)
+        _commands++;
+        bool connected = state.Kind == HandleKind.Socket && state.Fd >= 0;
+        if (mode == CloseMode.Abort && connected)
         {
             SetLingerZero(state);
         }
-        _commands++;
-        BeginClose(state, HandleStatus.Closing);
+        BeginClose(state, HandleStatus.Closing, shutdownSend: mode == CloseMode.Graceful && connected);
     }
 
-    private void BeginClose(HandleState state, HandleStatus status)
+    // Cancels what is in flight, then (shutdownSend) shuts the send side down, then closes once
+    // nothing is left in the kernel. The shutdown goes after the cancellation, so a cancellation
+    // by descriptor cannot take it too (the kernel runs a shutdown on a worker thread, where a
+    // cancellation finds it queued), and the close waits for it: a direct-descriptor slot closed
+    // before the worker ran could already hold the next connection.
+    private void BeginClose(HandleState state, HandleStatus status, bool shutdownSend = false)
     {
         state.Status = status;
         state.Accept.Wanted = false;
         state.Receive.Wanted = false;
-        // A shutdown before close is not cancelled: it sends the FIN, and the close waits for it.
-        if (state.InFlight - (state.ShutdownPending ? 1 : 0) > 0 && state.Fd >= 0)
+        if (state.InFlight > 0 && state.Fd >= 0)
         {
             SubmitCancelAll(state);
+        }
+        if (shutdownSend)
+        {
+            Operation op = AllocateOperation(OperationKind.ShutdownBeforeClose, state);
+            Sqe.PrepareShutdown(NextSqe(), state.Fd, state.IsDirect, SHUT_WR, op.UserData);
         }
         TryFinishClose(state);
         SubmitIfNotBatching();
@@ -92,19 +113,6 @@ public sealed unsafe partial class MegaPipeChannel
     // after Abort has returned, so it lives in native memory for the life of the process.
     private static readonly linger* s_lingerZero = AllocateLingerZero();
 
-    // Half-closes a socket's send side (FIN) ahead of a graceful close, with no event. The close
-    // waits for it (it counts as in flight): the kernel runs a shutdown on a worker thread, and a
-    // direct-descriptor slot closed before it ran could already hold the next connection.
-    internal void ShutdownSendQuietly(MegaPipeHandle handle)
-    {
-        HandleState state = Resolve(handle);
-        Operation op = AllocateOperation(OperationKind.ShutdownBeforeClose, state);
-        state.ShutdownPending = true;
-        Sqe.PrepareShutdown(NextSqe(), state.Fd, state.IsDirect, SHUT_WR, op.UserData);
-        _commands++;
-        SubmitIfNotBatching();
-    }
-
     // Cancels one request by its user_data; only a failure would complete (and be ignored).
     private void SubmitCancel(Operation op)
     {
@@ -113,10 +121,10 @@ public sealed unsafe partial class MegaPipeChannel
         Sqe.SkipSuccess(sqe);
     }
 
+    // Cancels everything of a handle in flight.
     private void SubmitCancelAll(HandleState state)
     {
-        // (A shutdown before close is left to finish: it is quick, and the close waits for it.)
-        if (state.InFlight - (state.ShutdownPending ? 1 : 0) == 1 && state.Receive.Operation is { } receive)
+        if (state.InFlight == 1 && state.Receive.Operation is { } receive)
         {
             // Only the continuous receive is in flight, as when a connection closes after its last
             // send: cancel it by user_data, one lookup in the kernel's cancel hash. A cancel by
@@ -170,15 +178,10 @@ public sealed unsafe partial class MegaPipeChannel
         return value;
     }
 
-    private void OnCloseDescriptor(Operation op, HandleState state)
+    // The descriptor close, or the shutdown before it, completed (its result changes nothing:
+    // the handle is going either way).
+    private void OnCloseStep(Operation op, HandleState state)
     {
-        FreeOperation(op);
-        TryFinishClose(state);
-    }
-
-    private void OnShutdownBeforeClose(Operation op, HandleState state)
-    {
-        state.ShutdownPending = false;
         FreeOperation(op);
         TryFinishClose(state);
     }

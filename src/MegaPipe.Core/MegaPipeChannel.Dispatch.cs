@@ -203,10 +203,8 @@ public sealed unsafe partial class MegaPipeChannel
                 OnConnectSocket(op, state, result, events, ref count);
                 return;
             case OperationKind.CloseDescriptor:
-                OnCloseDescriptor(op, state);
-                return;
             case OperationKind.ShutdownBeforeClose:
-                OnShutdownBeforeClose(op, state);
+                OnCloseStep(op, state);
                 return;
             default:
                 OnCommand(op, state, result, events, ref count);

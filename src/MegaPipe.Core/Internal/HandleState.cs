@@ -38,8 +38,6 @@ internal sealed class HandleState
     public int InFlight;
     // The descriptor close has been submitted.
     public bool CloseSubmitted;
-    // A shutdown before close is in flight.
-    public bool ShutdownPending;
     // The socket holds a process descriptor counted in DescriptorBudget.
     public bool HoldsProcessDescriptor;
 
@@ -67,7 +65,6 @@ internal sealed class HandleState
         InFlight = 0;
         CloseSubmitted = false;
         HoldsProcessDescriptor = false;
-        ShutdownPending = false;
         Accept = default;
         ListenerEndPoint = null;
         Receive = default;

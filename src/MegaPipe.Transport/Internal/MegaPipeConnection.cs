@@ -223,18 +223,10 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
             return;
         }
         _closing = true;
-        if (abortive)
-        {
-            _channel.Abort(_handle);
-        }
-        else
-        {
-            // FIN first, as the Sockets transport's Shutdown before Close: if the peer's next
-            // request is already in the socket, close(2) alone would answer it with a bare RST,
-            // and the peer could not tell the orderly end of a keep-alive connection from a crash.
-            _channel.ShutdownSendQuietly(_handle);
-            _channel.Close(_handle);
-        }
+        // Graceful: FIN first, as the Sockets transport's Shutdown before Close: if the peer's next
+        // request is already in the socket, close(2) alone would answer it with a bare RST, and
+        // the peer could not tell the orderly end of a keep-alive connection from a crash.
+        _channel.Close(_handle, abortive ? CloseMode.Abort : CloseMode.Graceful);
     }
 
     // The listener's MaxConnections, released when the connection is closed.

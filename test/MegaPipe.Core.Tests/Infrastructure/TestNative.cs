@@ -53,6 +53,9 @@ internal static unsafe partial class TestNative
     [LibraryImport(Libc, SetLastError = true)]
     public static partial int poll(pollfd* fds, nuint count, int timeoutMs);
 
+    [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
     // prctl(2) is variadic; every argument is an integer register, passed the same way either way.
     [LibraryImport(Libc, SetLastError = true)]
     public static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);

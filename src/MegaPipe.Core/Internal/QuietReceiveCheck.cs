@@ -18,10 +18,18 @@ namespace MegaPipe.Internal;
 // 2,000-5,000 was left hanging until the application's own timeout.
 //
 // The policy: a receive that stays quiet for BaseDelay after it was armed, or after data that
-// left it armed, is re-armed once: cancelled (its ECANCELED completion re-arms it; a cancelled
-// request consumed nothing, so no data is lost) and armed again, and the new request sees the
-// socket's state, reset included. Under steady traffic no check comes due, and an idle
-// connection is checked once.
+// left it armed, is re-armed: cancelled (its ECANCELED completion re-arms it; a cancelled request
+// consumed nothing, so no data is lost) and armed again, and the new request sees the socket's
+// state, reset included. The check's own re-arm can lose the race the same way, so it is checked
+// again, after twice the delay each time (1 s, 2 s, 4 s ... up to 32 s), and data brings the
+// delay back to BaseDelay: a missed reset shows as data with F_MORE and then silence, so it is
+// caught BaseDelay after that data whatever the back-off was.
+//
+// The cost: under steady traffic no check comes due. An idle connection is re-armed (one cancel
+// and one receive submitted, one ECANCELED completion) 1, 3, 7, 15, 31 and 63 s after its last
+// data and then every 32 s: about 0.03 re-arms a second (300 a second for 10,000 idle
+// connections), where a check every second would cost 1. The queue holds one live entry per
+// armed receive, plus short-lived stale ones (when data moves a backed-off check earlier).
 //
 // Only the io_uring engine runs it; the epoll engine reads readiness itself and never misses the
 // end (ResetRaceTests run on both). Tests switch it off (Enabled) to show the race.
@@ -30,6 +38,9 @@ internal sealed class QuietReceiveCheck
 {
     // The delay after an arm, or after data, before a quiet receive is re-armed: 1 s.
     public static readonly long BaseDelay = Stopwatch.Frequency;
+
+    // Checks in a row that find the receive quiet double the delay up to 2^MaxLevel * BaseDelay (32 s).
+    public const int MaxLevel = 5;
 
     // Receives to check, by due time (Stopwatch ticks). A handle's live entry is the one whose
     // priority is its Entry.QueuedAt; others are stale and dropped when they come up.
@@ -65,26 +76,34 @@ internal sealed class QuietReceiveCheck
         public long DueAt;
         // The priority of the handle's live entry in the queue; 0 when it has none.
         public long QueuedAt;
+        // Checks in a row that found the receive quiet: the next check comes BaseDelay << Level after the arm.
+        public byte Level;
         // A check cancelled the receive to re-arm it: the arm that follows is that re-arm.
         public bool Rearming;
     }
 
-    // A receive was armed at now: a new arm is checked; the re-arm a check makes is not.
+    // A receive was armed at now: a new arm (Level 0) or the re-arm of a check (Level + 1).
     public void OnArmed(HandleState state, long now)
     {
         ref Entry entry = ref state.ReceiveCheck;
         if (entry.Rearming)
         {
             entry.Rearming = false;
-            return;
+            entry.Level = (byte)Math.Min(entry.Level + 1, MaxLevel);
         }
-        Schedule(state, now + BaseDelay);
+        else
+        {
+            entry.Level = 0;
+        }
+        Schedule(state, now + (BaseDelay << entry.Level));
     }
 
     // Data arrived at now; more: the receive stays armed (F_MORE), so its silence from now on is checked.
     public void OnData(HandleState state, long now, bool more)
     {
-        state.ReceiveCheck.Rearming = false;
+        ref Entry entry = ref state.ReceiveCheck;
+        entry.Rearming = false;
+        entry.Level = 0;
         if (more)
         {
             Schedule(state, now + BaseDelay);
@@ -148,7 +167,7 @@ internal sealed class QuietReceiveCheck
         ref Entry entry = ref state.ReceiveCheck;
         entry.DueAt = due;
         // One live entry per handle: a later due time is taken up when the entry comes up; an
-        // earlier one needs an entry of its own.
+        // earlier one (data after a backed-off check) needs an entry of its own.
         if (entry.QueuedAt == 0 || due < entry.QueuedAt)
         {
             Enqueue(state, due);

@@ -11,6 +11,9 @@ namespace MegaPipe.Core.Tests.Infrastructure;
 //  - A failure turns the SQE into IORING_OP_NOP with IORING_NOP_INJECT_RESULT and len = -errno,
 //    keeping user_data: the command completes with that error having done nothing (a failed
 //    receive consumed no data, a failed send sent none).
+//  - A receive arm can run test code just before the kernel takes it (OnReceiveArm) and have its
+//    first attempt skipped (IORING_RECVSEND_POLL_FIRST): the kernel goes straight to waiting for
+//    readiness, as after a first attempt that found nothing (ResetRaceTests).
 //  - Skipped reaping makes chosen dispatches leave the CQ unread (see MegaPipeChannel.Dispatch),
 //    so that with a small CQ completions pile up past it and the engine has to hold them
 //    (io_uring's IORING_FEAT_NODROP overflow list, EpollRing's overflow queue).
@@ -23,6 +26,7 @@ internal sealed unsafe class FaultInjector : IFaultHook
     private long _dispatches;
     private long _reapsSkipped;
     private long _overflowsSeen;
+    private int _receiveArms;
 
     public FaultInjector(int seed) => _random = new Random(seed);
 
@@ -48,6 +52,13 @@ internal sealed unsafe class FaultInjector : IFaultHook
 
     public void SkipReaping(FaultSchedule schedule) => _skipReaping = schedule;
 
+    // Runs on the owner thread for each continuous-receive arm (1 for the first) just before the
+    // kernel takes it; true skips its first attempt (IORING_RECVSEND_POLL_FIRST).
+    public Func<int, bool>? OnReceiveArm { get; set; }
+
+    // Continuous-receive arms seen.
+    public int ReceiveArms => _receiveArms;
+
     private FaultRule Add(FaultRule rule)
     {
         _rules.Add(rule);
@@ -72,6 +83,10 @@ internal sealed unsafe class FaultInjector : IFaultHook
         if (sqe->opcode == IORING_OP_RECV && (sqe->ioprio & IORING_RECV_MULTISHOT) != 0)
         {
             target = FaultTarget.Receive;
+            if (OnReceiveArm?.Invoke(++_receiveArms) == true)
+            {
+                sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+            }
         }
         else if (sqe->opcode is IORING_OP_SEND or IORING_OP_SENDMSG)
         {

@@ -6,10 +6,18 @@ using static MegaPipe.Interop;
 
 namespace MegaPipe;
 
-// Accepting (mp_accept): accepts kept armed on a listener, their completions, and the pause
-// when descriptors run out.
+// Accepting (mp_accept): accepts kept armed on a listener (Accept, StopAccept), their completions
+// (OnAccept), and the pause when descriptors run out (PauseAccepts, ResumePausedAccepts).
 public sealed unsafe partial class MegaPipeChannel
 {
+    // Listeners whose accepting paused for lack of descriptors (and the other list, which
+    // ResumePausedAccepts swaps in), and when to retry them (Stopwatch ticks). No timer: a timer
+    // thread cannot be started when descriptors have run out, so Dispatch itself waits no
+    // longer than the retry time.
+    private List<HandleState> _acceptsPaused = new();
+    private List<HandleState> _acceptResuming = new();
+    private long _acceptRetryAt;
+
     /// <summary>
     /// Keeps accepts armed on a listener (mp_accept). Each accepted connection produces one
     /// <see cref="ChannelCommand.Accept"/> event whose <see cref="CompletionEvent.Accepted"/> handle is
@@ -198,15 +206,6 @@ public sealed unsafe partial class MegaPipeChannel
         Sqe.PrepareCloseDirect(sqe, fd, CancelUserData);
         Sqe.SkipSuccess(sqe);
     }
-
-    // Listeners whose accepting paused for lack of descriptors, and when to retry them (Stopwatch
-    // ticks). No timer: a timer thread cannot be started when descriptors have run out, so
-    // Dispatch itself waits no longer than the retry time.
-    private List<HandleState> _acceptsPaused = new();
-
-    private List<HandleState> _acceptResuming = new();
-
-    private long _acceptRetryAt;
 
     private void PauseAccepts(HandleState listener)
     {

@@ -11,6 +11,13 @@ namespace MegaPipe;
 // ends a handle, with their completions.
 public sealed unsafe partial class MegaPipeChannel
 {
+    // user_data of requests whose completions carry nothing we need.
+    private const ulong CancelUserData = ulong.MaxValue - 1;
+
+    // The SO_LINGER value of an abortive close. The kernel reads it when it takes the submission,
+    // after Abort has returned, so it lives in native memory for the life of the process.
+    private static readonly linger* s_lingerZero = AllocateLingerZero();
+
     /// <summary>
     /// Unregisters a handle (mp_unregister): its in-flight commands are cancelled first, and no
     /// event for it is delivered afterwards. A descriptor the channel opened (an accepted or
@@ -105,13 +112,6 @@ public sealed unsafe partial class MegaPipeChannel
         }
         FreeHandle(state);
     }
-
-    // user_data of requests whose completions carry nothing we need.
-    private const ulong CancelUserData = ulong.MaxValue - 1;
-
-    // The SO_LINGER value of an abortive close. The kernel reads it when it takes the submission,
-    // after Abort has returned, so it lives in native memory for the life of the process.
-    private static readonly linger* s_lingerZero = AllocateLingerZero();
 
     // Cancels one request by its user_data; only a failure would complete (and be ignored).
     private void SubmitCancel(Operation op)

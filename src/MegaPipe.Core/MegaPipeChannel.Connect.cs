@@ -6,7 +6,8 @@ using static MegaPipe.Interop;
 
 namespace MegaPipe;
 
-// Connecting: a socket is created (by the ring for a lightweight socket), then connected.
+// Connecting: a socket is created (by the ring, as a direct descriptor, for a lightweight
+// socket), then connected; the connect completes as a single-shot command (OnCommand).
 public sealed unsafe partial class MegaPipeChannel
 {
     /// <summary>
@@ -56,15 +57,8 @@ public sealed unsafe partial class MegaPipeChannel
         }
         if (state.Status != HandleStatus.Open || result < 0)
         {
-            FreeOperation(op);
-            if (state.Status == HandleStatus.Open)
-            {
-                events[count++] = new CompletionEvent(ChannelCommand.Connect, HandleOf(state), state.Cookie, result);
-            }
-            else
-            {
-                TryFinishClose(state);
-            }
+            // The socket failed (the Connect event reports it), or the handle is closing.
+            OnCommand(op, state, result, events, ref count);
             return;
         }
         SubmitConnect(op);

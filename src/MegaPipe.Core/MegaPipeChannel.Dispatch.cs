@@ -7,7 +7,8 @@ using static MegaPipe.Interop;
 namespace MegaPipe;
 
 // mp_dispatch: one system call submits every queued command and waits for completions, which are
-// turned into events for the caller.
+// reaped and routed by their operation's kind to the feature that issued them (OnAccept,
+// OnReceive, OnWrite, ...), which turns them into events for the caller.
 public sealed unsafe partial class MegaPipeChannel
 {
     // Events produced outside CQE processing (a close finished without a kernel request, say),
@@ -16,6 +17,9 @@ public sealed unsafe partial class MegaPipeChannel
 
     // The one-slot buffer TryDispatch dispatches into (owner thread only), so it allocates nothing.
     private readonly CompletionEvent[] _single = new CompletionEvent[1];
+
+    // The clock at the start of the current dispatch turn, or when its completions were collected.
+    private long _turnTimestamp = Stopwatch.GetTimestamp();
 
     // Tests only: rewrites chosen submissions and skips chosen reaps (see IFaultHook); null otherwise.
     private IFaultHook? _faults;
@@ -56,8 +60,8 @@ public sealed unsafe partial class MegaPipeChannel
             _turnTimestamp = Stopwatch.GetTimestamp();
             ReturnLentBuffers();
             bool ranWork = RunPostedWork();
-            // Resumes accepting paused for lack of descriptors when its time has come, and
-            // otherwise waits no longer than that.
+            // Resumes accepting paused for lack of descriptors and re-arms quiet receives when
+            // their time has come, and otherwise waits no longer than the next of those.
             long waitNs = ApplyReceiveChecks(ApplyAcceptRetry(ranWork ? 0 : timeoutNs));
             int count = DrainSynthetic(events);
             if (count == 0 && _ring.CqReady() == 0)
@@ -211,7 +215,4 @@ public sealed unsafe partial class MegaPipeChannel
                 return;
         }
     }
-
-    // The clock at the start of the current dispatch turn, or when its completions were collected.
-    private long _turnTimestamp = Stopwatch.GetTimestamp();
 }

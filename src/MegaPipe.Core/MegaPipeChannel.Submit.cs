@@ -75,15 +75,13 @@ public sealed unsafe partial class MegaPipeChannel
     private static void FailFast(string operation, int result)
         => Environment.FailFast($"MegaPipe channel: {operation} failed with {(Errno)(-result)} ({Interop.StrError((Errno)(-result))}); the ring can no longer be driven.");
 
-    private Operation AllocateOperation(OperationKind kind, HandleState? state)
+    // An operation for a request on state's handle, counted in flight until FreeOperation.
+    private Operation AllocateOperation(OperationKind kind, HandleState state)
     {
         Operation op = _operations.Rent();
         op.Kind = kind;
         op.Handle = state;
-        if (state is not null)
-        {
-            state.InFlight++;
-        }
+        state.InFlight++;
         return op;
     }
 

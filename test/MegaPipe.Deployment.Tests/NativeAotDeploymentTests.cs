@@ -1,7 +1,7 @@
 namespace MegaPipe.Deployment.Tests;
 
 /// <summary>
-/// samples/WebApp published with native AOT under the repository's warnings-as-errors, then run
+/// samples/WebApp published the shipped way, native AOT, under the repository's warnings-as-errors, then run
 /// as a user runs it: /plaintext, /json and a static file, on io_uring and on the epoll engine.
 /// </summary>
 [Collection(NativeWebAppCollection.Name)]
@@ -67,5 +67,5 @@ public sealed class NativeAotDeploymentTests(NativeWebApp native)
     }
 
     private void AssertPublished()
-        => Assert.True(native.PublishExitCode == 0 && File.Exists(native.Executable), $"dotnet publish -p:PublishAot=true exited with {native.PublishExitCode}:\n{native.PublishOutput}");
+        => Assert.True(native.PublishExitCode == 0 && File.Exists(native.Executable), $"dotnet publish (native AOT) exited with {native.PublishExitCode}:\n{native.PublishOutput}");
 }

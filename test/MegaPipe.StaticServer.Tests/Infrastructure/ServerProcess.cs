@@ -32,9 +32,14 @@ public sealed partial class ServerProcess : IAsyncDisposable
     public static string[] DotnetRun(params string[] arguments)
         => ["run", "--no-build", "-c", Metadata("Configuration"), "--project", Path.Combine(Metadata("RepositoryRoot"), "samples", "StaticServer"), "--", .. arguments];
 
-    public static ServerProcess Start(string workingDirectory, string[] dotnetArguments)
+    public static ServerProcess Start(string workingDirectory, string[] dotnetArguments) => StartCommand(workingDirectory, DotnetHost(), dotnetArguments);
+
+    /// <summary>A natively published StaticServer (<see cref="NativeStaticServer"/>).</summary>
+    public static ServerProcess StartNative(string workingDirectory, string executable, params string[] arguments) => StartCommand(workingDirectory, executable, arguments);
+
+    private static ServerProcess StartCommand(string workingDirectory, string file, string[] dotnetArguments)
     {
-        var info = new ProcessStartInfo(DotnetHost())
+        var info = new ProcessStartInfo(file)
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
@@ -105,10 +110,10 @@ public sealed partial class ServerProcess : IAsyncDisposable
         }
     }
 
-    private static string Metadata(string key)
+    internal static string Metadata(string key)
         => typeof(ServerProcess).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == key).Value!;
 
-    private static string DotnetHost()
+    internal static string DotnetHost()
     {
         string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
         if (!string.IsNullOrEmpty(host) && File.Exists(host))

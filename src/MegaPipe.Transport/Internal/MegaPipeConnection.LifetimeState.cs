@@ -12,6 +12,8 @@ internal sealed partial class MegaPipeConnection
         private Stage _stage;
         // ConnectionClosed was scheduled to fire when the receive side ended, before the Close event.
         private bool _peerGoneFired;
+        // The connection was handed to Kestrel (MegaPipeConnection.HandOff).
+        private bool _handedOff;
 
         private enum Stage : byte
         {
@@ -38,6 +40,17 @@ internal sealed partial class MegaPipeConnection
         }
 
         public void Closed() => _stage = Stage.Closed;
+
+        // True the first time: the connection goes to Kestrel now.
+        public bool TryHandOff()
+        {
+            if (_handedOff)
+            {
+                return false;
+            }
+            _handedOff = true;
+            return true;
+        }
 
         // True the first time the peer is seen gone (end of stream or reset on the receive side).
         public bool TryFirePeerGone()

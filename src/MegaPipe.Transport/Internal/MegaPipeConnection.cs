@@ -219,6 +219,25 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     // The listener's MaxConnections, released when the connection is closed.
     public ConnectionLimiter? Limiter { get; set; }
 
+    // The listener whose AcceptAsync hands the connection to Kestrel.
+    public MegaPipeConnectionListener? Listener { get; set; }
+
+    // The hand-off: the connection goes to Kestrel's accept loop now (channel thread, once). A
+    // plain connection is handed off one dispatch turn after its accept (ChannelThread.HandOffAfterTurn),
+    // so its first request is usually in the input pipe already; a layer that must finish first
+    // (a TLS handshake) calls this itself when it has. If the connection is gone by then (the peer
+    // reset it), Kestrel still gets it, reads the end of the stream and disposes it, as it would
+    // have without the wait.
+    public void HandOff()
+    {
+        Debug.Assert(_channel.IsOwnerThread, "the hand-off runs on the channel thread");
+        if (!_lifetime.TryHandOff())
+        {
+            return;
+        }
+        Listener!.OnAccepted(this);
+    }
+
     private void OnClosed()
     {
         _lifetime.Closed();

@@ -77,14 +77,7 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         _resumeCallback = () => SchedulePending(PendingResume);
         ConnectionClosed = _closedTokenSource.Token;
 
-        var features = new FeatureCollection();
-        features.Set<IConnectionIdFeature>(this);
-        features.Set<IConnectionTransportFeature>(this);
-        features.Set<IConnectionItemsFeature>(this);
-        features.Set<IMemoryPoolFeature>(this);
-        features.Set<IConnectionLifetimeFeature>(this);
-        features.Set<IConnectionEndPointFeature>(this);
-        Features = features;
+        InitializeFeatures();
 
         _channel.SetCookie(handle, this);
         _thread.OnConnectionOpened();
@@ -98,7 +91,8 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         set => _connectionId = value;
     }
 
-    public override IFeatureCollection Features { get; }
+    // The connection is its own feature collection (MegaPipeConnection.Features.cs).
+    public override IFeatureCollection Features => this;
 
     public override IDictionary<object, object?> Items
     {

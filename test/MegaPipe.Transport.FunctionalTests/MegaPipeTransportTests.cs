@@ -88,6 +88,8 @@ public sealed class MegaPipeTransportTests(ITestOutputHelper output) : Transport
 
     private sealed class CustomFeature;
 
+    private sealed class OtherCustomFeature;
+
     // The connection is its own feature collection: typed slots for the common features and a
     // dictionary for the rest, with the IFeatureCollection contract (revision, removal by null, enumeration).
     [Fact]
@@ -114,7 +116,19 @@ public sealed class MegaPipeTransportTests(ITestOutputHelper output) : Transport
                     Assert.Contains(typeof(CustomFeature), types);
                     Assert.Contains(typeof(IMegaPipeChannelFeature), types);
                     Assert.Equal(types.Length, types.Distinct().Count());
+                    // A second type of its own (the spare slot or the dictionary, whichever is free).
+                    var other = new OtherCustomFeature();
+                    features.Set(other);
+                    Assert.Same(other, features.Get<OtherCustomFeature>());
+                    Assert.Same(custom, features.Get<CustomFeature>());
                     features.Set<CustomFeature>(null);
+                    Assert.Null(features.Get<CustomFeature>());
+                    Assert.Same(other, features.Get<OtherCustomFeature>());
+                    features.Set(custom);
+                    Assert.Same(custom, features.Get<CustomFeature>());
+                    features.Set<OtherCustomFeature>(null);
+                    features.Set<CustomFeature>(null);
+                    Assert.Null(features.Get<OtherCustomFeature>());
                     Assert.Null(features.Get<CustomFeature>());
                     Assert.DoesNotContain(typeof(CustomFeature), features.Select(f => f.Key));
                     // A slot feature replaced and read back (Kestrel sets some of these).

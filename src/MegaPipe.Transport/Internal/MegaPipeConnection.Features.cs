@@ -30,7 +30,10 @@ internal sealed partial class MegaPipeConnection : IFeatureCollection
     private object? _tlsHandshakeFeature;
     private object? _tlsApplicationProtocolFeature;
     private object? _socketFeature;
-    // Every other feature, by type.
+    // One more feature of any other type, so the one Kestrel adds to every connection (its
+    // internal metrics context) needs no dictionary; then every other feature, by type.
+    private Type? _spareFeatureType;
+    private object? _spareFeature;
     private Dictionary<Type, object>? _otherFeatures;
     private int _featureRevision;
 
@@ -58,6 +61,10 @@ internal sealed partial class MegaPipeConnection : IFeatureCollection
             {
                 return slot;
             }
+            if (key == _spareFeatureType)
+            {
+                return _spareFeature;
+            }
             return _otherFeatures is not null && _otherFeatures.TryGetValue(key, out object? value) ? value : null;
         }
         set
@@ -68,6 +75,12 @@ internal sealed partial class MegaPipeConnection : IFeatureCollection
             if (!Unsafe.IsNullRef(ref slot))
             {
                 slot = value;
+            }
+            else if (key == _spareFeatureType || (_spareFeatureType is null && _otherFeatures?.ContainsKey(key) != true))
+            {
+                // The spare slot: this type's, or free (a type in the dictionary stays there).
+                _spareFeatureType = value is null ? null : key;
+                _spareFeature = value;
             }
             else if (value is null)
             {
@@ -158,6 +171,10 @@ internal sealed partial class MegaPipeConnection : IFeatureCollection
             {
                 yield return new KeyValuePair<Type, object>(type, feature);
             }
+        }
+        if (_spareFeatureType is not null)
+        {
+            yield return new KeyValuePair<Type, object>(_spareFeatureType, _spareFeature!);
         }
         if (_otherFeatures is not null)
         {

@@ -262,18 +262,19 @@ public sealed class WebExperiment : IExperiment
         {
             ProcessRunner.Run(tool, $"collect -p {pid} -o {file}", TimeSpan.FromMinutes(2));
             string report = ProcessRunner.Run(tool, $"report {file}", TimeSpan.FromMinutes(2));
-            var rows = new List<string>();
+            var rows = new List<(string Type, double Bytes)>();
             foreach (string line in report.Split('\n'))
             {
-                // "   1,234,567   10,000  Type.Name (Bytes > 100K)" : size, count, type.
+                // "      416     10,000  Type.Name  [Assembly.dll]": the size of one object, the count, the type.
                 string[] parts = line.Trim().Split(' ', 3, StringSplitOptions.RemoveEmptyEntries);
                 if (parts.Length == 3 && long.TryParse(parts[0], NumberStyles.AllowThousands, CultureInfo.InvariantCulture, out long bytes)
-                    && long.TryParse(parts[1], NumberStyles.AllowThousands, CultureInfo.InvariantCulture, out long count) && count >= IdleConnections / 2)
+                    && long.TryParse(parts[1], NumberStyles.AllowThousands, CultureInfo.InvariantCulture, out long count)
+                    && count >= IdleConnections * 95 / 100 && count <= IdleConnections * 5)
                 {
-                    rows.Add(FormattableString.Invariant($"{parts[2].Split(" (")[0]} {bytes / (double)IdleConnections:F0} B"));
+                    rows.Add((parts[2].Split("  [")[0].Split(" (")[0].Trim(), bytes * (double)count / IdleConnections));
                 }
             }
-            return rows.Count == 0 ? null : string.Join("; ", rows.Take(25));
+            return rows.Count == 0 ? null : string.Join("; ", rows.OrderByDescending(r => r.Bytes).Take(25).Select(r => FormattableString.Invariant($"{r.Type} {r.Bytes:F0} B")));
         }
         catch (Exception e) when (e is TimeoutException or System.ComponentModel.Win32Exception)
         {

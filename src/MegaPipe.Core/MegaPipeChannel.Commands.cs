@@ -76,6 +76,67 @@ public sealed unsafe partial class MegaPipeChannel
         SubmitIfNotBatching();
     }
 
+    /// <summary>
+    /// Gives the handle's socket a regular file descriptor now, on the owner thread, and returns
+    /// it: a new descriptor the caller owns and closes, for code that needs one at once (a
+    /// <see cref="System.Net.Sockets.Socket"/> for setsockopt, say). A lightweight socket gets one
+    /// through the ring (IORING_OP_FIXED_FD_INSTALL), waited for here: the completions of other
+    /// handles that arrive meanwhile are kept for the next dispatch, in order. A handle with a
+    /// regular descriptor gets a duplicate of it. Either way the handle stays usable, and the new
+    /// descriptor is close-on-exec.
+    /// </summary>
+    /// <exception cref="MegaPipeException">The kernel refused (the errno says why).</exception>
+    public int InstallDescriptorNow(MegaPipeHandle handle)
+    {
+        HandleState state = Resolve(handle);
+        _commands++;
+        if (!state.IsDirect)
+        {
+            _otherSystemCalls++;
+            int duplicate = fcntl(state.Fd, F_DUPFD_CLOEXEC, 0);
+            if (duplicate < 0)
+            {
+                ThrowHelper.ThrowLastErrno("fcntl(F_DUPFD_CLOEXEC)");
+            }
+            return duplicate;
+        }
+        Sqe.PrepareFixedFdInstall(NextSqe(), state.Fd, InstallNowUserData);
+        while (true)
+        {
+            // Submits what is queued (this entry included) and waits for a completion: the
+            // install completes at submission, so this rarely waits at all.
+            EnterChecked(1, -1);
+            uint ready = _ring.CqReady();
+            int? installed = null;
+            for (uint i = 0; i < ready; i++)
+            {
+                io_uring_cqe* cqe = _ring.PeekCqe(i);
+                if (cqe->user_data == InstallNowUserData)
+                {
+                    installed = cqe->res;
+                }
+                else
+                {
+                    _deferredCompletions.Enqueue((cqe->user_data, cqe->res, cqe->flags));
+                    CompletionsDeferred++;
+                }
+            }
+            _ring.CqAdvance(ready);
+            _completions += ready;
+            if (installed is int fd)
+            {
+                if (fd < 0)
+                {
+                    ThrowHelper.ThrowErrno("IORING_OP_FIXED_FD_INSTALL", (Errno)(-fd), "the lightweight socket could not be given a descriptor");
+                }
+                return fd;
+            }
+        }
+    }
+
+    // Completions InstallDescriptorNow took off the CQ for the next dispatch (tests).
+    internal long CompletionsDeferred { get; private set; }
+
     // A command's completion (a write's, once it is done): its event, or, when the handle is
     // closing, one step closer to the close.
     private void OnCommand(Operation op, HandleState state, int result, Span<CompletionEvent> events, ref int count)

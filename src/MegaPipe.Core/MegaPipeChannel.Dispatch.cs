@@ -11,6 +11,12 @@ namespace MegaPipe;
 // OnReceive, OnWrite, ...), which turns them into events for the caller.
 public sealed unsafe partial class MegaPipeChannel
 {
+    // CQEs taken off the ring outside a dispatch (while InstallDescriptorNow waited for its own),
+    // in the order the kernel posted them: the next dispatch processes them before the ring's.
+    private readonly Queue<(ulong UserData, int Result, uint Flags)> _deferredCompletions = new();
+    // The user_data of InstallDescriptorNow's request (one at a time, on the owner thread).
+    private const ulong InstallNowUserData = ulong.MaxValue - 2;
+
     // Events produced outside CQE processing (a close finished without a kernel request, say),
     // delivered before the next CQEs.
     private readonly Queue<CompletionEvent> _synthetic = new();
@@ -64,7 +70,7 @@ public sealed unsafe partial class MegaPipeChannel
             // their time has come, and otherwise waits no longer than the next of those.
             long waitNs = ApplyReceiveChecks(ApplyAcceptRetry(ranWork ? 0 : timeoutNs));
             int count = DrainSynthetic(events);
-            if (count == 0 && _ring.CqReady() == 0)
+            if (count == 0 && _ring.CqReady() == 0 && _deferredCompletions.Count == 0)
             {
                 // After posted work, submit its commands and collect what is ready without
                 // blocking: the caller hears that work ran (a loop waiting without a timeout
@@ -155,6 +161,16 @@ public sealed unsafe partial class MegaPipeChannel
     private int Reap(Span<CompletionEvent> events)
     {
         int count = 0;
+        // Completions taken off the CQ early (InstallDescriptorNow) come first: they are older.
+        while (_deferredCompletions.Count > 0 && count < events.Length && _synthetic.Count == 0)
+        {
+            (ulong userData, int result, uint flags) = _deferredCompletions.Dequeue();
+            ProcessCompletion(userData, result, flags, events, ref count);
+        }
+        if (_deferredCompletions.Count > 0)
+        {
+            return count;
+        }
         while (true)
         {
             uint ready = _ring.CqReady();

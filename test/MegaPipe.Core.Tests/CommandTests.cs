@@ -680,6 +680,49 @@ public abstract class CommandTests : EngineTestBase
             LoopbackServer.ExpectEof(client);
         }
     }
+
+    // InstallDescriptorNow waits for its own completion on the owner thread; the completions of
+    // other handles that come meanwhile are kept, in order, for the next dispatch.
+    [Theory]
+    [MemberData(nameof(Lightweight))]
+    public void InstallDescriptorNow_ReturnsADescriptor_AndLosesNoOtherCompletion(bool lightweight)
+    {
+        using var server = CreateServer(Options(lightweight));
+        MegaPipeChannel channel = server.Channel;
+        (MegaPipeHandle conn, Socket client) = server.AcceptClient("a");
+        (MegaPipeHandle other, Socket otherClient) = server.AcceptClient("b");
+        using (client)
+        using (otherClient)
+        {
+            // Completions of the other connection come with the install's: the receive and the
+            // write are submitted by the same enter (the peer's data is in the socket already),
+            // and complete at submission, before the install.
+            channel.Receive(other);
+            otherClient.Send("first"u8);
+            channel.Write(other, "out"u8.ToArray());
+            // (A regular descriptor is duplicated at once, without an enter: they go at the next dispatch.)
+            int fd = channel.InstallDescriptorNow(conn);
+            Assert.True(File.Exists($"/proc/self/fd/{fd}"), "the descriptor is not in the process table");
+            // With a lightweight socket the install went through the ring and the others' completions came with it.
+            Assert.Equal(lightweight, channel.CompletionsDeferred >= 2);
+            using (var socket = new Socket(new SafeSocketHandle(fd, ownsHandle: true)))
+            {
+                Assert.Equal(client.LocalEndPoint, socket.RemoteEndPoint);
+                socket.Send("via fd"u8);
+                Assert.Equal("via fd", Encoding.ASCII.GetString(LoopbackServer.ReceiveExactly(client, 6)));
+            }
+            // Nothing of the other connection was lost: its write and its data come as events.
+            CompletionEvent written = server.Pump.WaitFor(ChannelCommand.Write, other);
+            Assert.Equal(3, written.Result);
+            Assert.Equal("out", Encoding.ASCII.GetString(LoopbackServer.ReceiveExactly(otherClient, 3)));
+            server.Pump.Until(() => server.Pump.ReceivedCount(other) >= 5, what: "the other connection's data");
+            Assert.Equal("first", Encoding.ASCII.GetString(server.Pump.ReceivedBytes(other)));
+            // The handle is still the channel's and usable.
+            channel.Write(conn, "handle"u8.ToArray());
+            Assert.Equal(6, server.Pump.WaitFor(ChannelCommand.Write, conn).Result);
+            Assert.Equal("handle", Encoding.ASCII.GetString(LoopbackServer.ReceiveExactly(client, 6)));
+        }
+    }
 }
 
 public sealed class IoUringCommandTests : CommandTests

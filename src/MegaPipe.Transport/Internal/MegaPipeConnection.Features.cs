@@ -45,6 +45,7 @@ internal sealed partial class MegaPipeConnection : IFeatureCollection
         _memoryPoolFeature = this;
         _lifetimeFeature = this;
         _endPointFeature = this;
+        _socketFeature = this;
     }
 
     bool IFeatureCollection.IsReadOnly => false;

@@ -239,6 +239,7 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     private void OnClosed()
     {
         _lifetime.Closed();
+        DisposeSocket();
         _thread.OnConnectionClosed();
         CompleteInput(_abortReason);
         if (_outputState.TryComplete())

@@ -58,4 +58,26 @@ public sealed class ChannelOptions
     /// <summary>A CPU to pin the creating (owner) thread to, or -1 to leave it unpinned.</summary>
     /// <remarks>Defaults to -1.</remarks>
     public int PinToCpu { get; set; } = -1;
+
+    // Refuses what no engine could run with, before any engine is tried: a setting out of range
+    // must be reported as such, not fall back to epoll as if io_uring were missing.
+    internal void Validate()
+    {
+        static void Check(bool valid, string option, string rule, object value)
+        {
+            if (!valid)
+            {
+                throw new ArgumentOutOfRangeException(option, value, $"ChannelOptions.{option} must be {rule}.");
+            }
+        }
+        Check(SubmissionQueueSize is >= 1 and <= 32768, nameof(SubmissionQueueSize), "between 1 and 32768", SubmissionQueueSize);
+        Check(CompletionQueueSize >= SubmissionQueueSize && CompletionQueueSize <= 65536, nameof(CompletionQueueSize), $"between SubmissionQueueSize ({SubmissionQueueSize}) and 65536", CompletionQueueSize);
+        Check(FileTableSize >= 0, nameof(FileTableSize), "0 (for the default) or more", FileTableSize);
+        Check(ReceiveBufferCount is >= 1 and <= 32768 && System.Numerics.BitOperations.IsPow2(ReceiveBufferCount), nameof(ReceiveBufferCount),
+            "a power of two between 1 and 32768 (the sizes of an io_uring provided-buffer ring)", ReceiveBufferCount);
+        Check(ReceiveBufferSize is >= 1 and <= 16 * 1024 * 1024, nameof(ReceiveBufferSize), "between 1 and 16 MiB", ReceiveBufferSize);
+        Check(AcceptDepth is >= 1 and <= 4096, nameof(AcceptDepth), "between 1 and 4096", AcceptDepth);
+        Check(Enum.IsDefined(Engine), nameof(Engine), "Auto, IoUring or Epoll", Engine);
+        Check(PinToCpu >= -1, nameof(PinToCpu), "a CPU number, or -1 for none", PinToCpu);
+    }
 }

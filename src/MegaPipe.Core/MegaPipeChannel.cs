@@ -57,6 +57,29 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
     /// <summary>The environment variable that picks the engine when <see cref="ChannelOptions.Engine"/> is Auto.</summary>
     public const string EngineEnvironmentVariable = "MEGAPIPE_ENGINE";
 
+    /// <summary>
+    /// Reads a value of <see cref="EngineEnvironmentVariable"/>: io_uring (also iouring, uring),
+    /// epoll, or auto (also empty or unset), in any case. False for anything else.
+    /// </summary>
+    public static bool TryParseEngine(string? value, out ChannelEngine engine)
+    {
+        switch (value?.Trim().ToLowerInvariant())
+        {
+            case null or "" or "auto":
+                engine = ChannelEngine.Auto;
+                return true;
+            case "io_uring" or "iouring" or "uring":
+                engine = ChannelEngine.IoUring;
+                return true;
+            case "epoll":
+                engine = ChannelEngine.Epoll;
+                return true;
+            default:
+                engine = ChannelEngine.Auto;
+                return false;
+        }
+    }
+
     // Picks and starts the engine: io_uring unless forced to epoll, falling back to epoll (when
     // allowed) if any step of the io_uring set-up fails.
     private (Ring Ring, BufferRing Buffers, string Reason) CreateEngine(ChannelOptions options)
@@ -66,13 +89,10 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
         if (engine == ChannelEngine.Auto)
         {
             string? variable = Environment.GetEnvironmentVariable(EngineEnvironmentVariable)?.Trim();
-            engine = variable?.ToLowerInvariant() switch
+            if (!TryParseEngine(variable, out engine))
             {
-                null or "" or "auto" => ChannelEngine.Auto,
-                "io_uring" or "iouring" or "uring" => ChannelEngine.IoUring,
-                "epoll" => ChannelEngine.Epoll,
-                _ => throw new MegaPipeException(EngineEnvironmentVariable, Errno.EINVAL, $"{EngineEnvironmentVariable}={variable} is not an engine: use io_uring, epoll or auto"),
-            };
+                throw new MegaPipeException(EngineEnvironmentVariable, Errno.EINVAL, $"{EngineEnvironmentVariable}={variable} is not an engine: use io_uring, epoll or auto");
+            }
             reason = engine == ChannelEngine.Auto ? "io_uring is available" : $"forced by {EngineEnvironmentVariable}={variable}";
         }
         else
@@ -135,7 +155,13 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
     /// Creates a channel owned by the calling thread (mp_create).
     /// </summary>
     /// <exception cref="MegaPipeException">io_uring cannot be set up; the message names the cause (EPERM from a seccomp profile or kernel.io_uring_disabled, ENOSYS, ...).</exception>
-    public static MegaPipeChannel Create(ChannelOptions? options = null) => new(options ?? new ChannelOptions());
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of its range (the message names it): a bad setting is refused, never taken for a missing io_uring.</exception>
+    public static MegaPipeChannel Create(ChannelOptions? options = null)
+    {
+        options ??= new ChannelOptions();
+        options.Validate();
+        return new(options);
+    }
 
     /// <summary>A process-unique id (starting at 1).</summary>
     public int Id { get; }

@@ -134,16 +134,56 @@ public class SetupFailureTests
         Assert.Contains("seccomp", error.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public void Create_WithCompletionQueueSmallerThanSubmissionQueue_ThrowsEinval()
+    // A bad setting is the caller's error on every engine, reported before any engine is tried:
+    // Auto must not take it for a missing io_uring and fall back to epoll.
+    [Theory]
+    [InlineData(ChannelEngine.IoUring, "CompletionQueueSize")]
+    [InlineData(ChannelEngine.Epoll, "CompletionQueueSize")]
+    [InlineData(ChannelEngine.Auto, "CompletionQueueSize")]
+    [InlineData(ChannelEngine.Auto, "ReceiveBufferCount")]
+    [InlineData(ChannelEngine.IoUring, "ReceiveBufferCount")]
+    [InlineData(ChannelEngine.Epoll, "ReceiveBufferCount")]
+    [InlineData(ChannelEngine.Auto, "ReceiveBufferSize")]
+    [InlineData(ChannelEngine.Auto, "AcceptDepth")]
+    [InlineData(ChannelEngine.Auto, "SubmissionQueueSize")]
+    public void Create_WithAnOptionOutOfRange_IsRefusedNamingIt_OnEveryEngine(ChannelEngine engine, string option)
     {
-        MegaPipeException error = Assert.Throws<MegaPipeException>(() => MegaPipeChannel.Create(new ChannelOptions
+        var options = new ChannelOptions { Engine = engine };
+        switch (option)
         {
-            Engine = ChannelEngine.IoUring,
-            SubmissionQueueSize = 64,
-            CompletionQueueSize = 8,
-        }));
-        Assert.Equal(Errno.EINVAL, error.Errno);
-        Assert.Equal("io_uring_setup", error.Operation);
+            case "CompletionQueueSize":
+                options.SubmissionQueueSize = 64;
+                options.CompletionQueueSize = 8;
+                break;
+            case "ReceiveBufferCount":
+                options.ReceiveBufferCount = 1000;
+                break;
+            case "ReceiveBufferSize":
+                options.ReceiveBufferSize = 0;
+                break;
+            case "AcceptDepth":
+                options.AcceptDepth = 0;
+                break;
+            case "SubmissionQueueSize":
+                options.SubmissionQueueSize = 0;
+                break;
+        }
+        ArgumentOutOfRangeException error = Assert.Throws<ArgumentOutOfRangeException>(() => MegaPipeChannel.Create(options));
+        Assert.Equal(option, error.ParamName);
+        Assert.Contains($"ChannelOptions.{option} must be", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("io_uring", ChannelEngine.IoUring)]
+    [InlineData(" URING ", ChannelEngine.IoUring)]
+    [InlineData("epoll", ChannelEngine.Epoll)]
+    [InlineData("", ChannelEngine.Auto)]
+    [InlineData(null, ChannelEngine.Auto)]
+    [InlineData("Auto", ChannelEngine.Auto)]
+    public void TryParseEngine_ReadsTheEnvironmentVariablesValues(string? value, ChannelEngine expected)
+    {
+        Assert.True(MegaPipeChannel.TryParseEngine(value, out ChannelEngine engine));
+        Assert.Equal(expected, engine);
+        Assert.False(MegaPipeChannel.TryParseEngine("bogus", out _));
     }
 }

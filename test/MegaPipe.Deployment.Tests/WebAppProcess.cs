@@ -37,11 +37,15 @@ public sealed partial class WebAppProcess : IAsyncDisposable
         => StartAsync(denyIoUring, nofile, "http://127.0.0.1:0", appArguments);
 
     /// <summary>Runs the app on <paramref name="urls"/> expecting it to fail at start-up; returns its exit code and output.</summary>
-    public static async Task<(int ExitCode, string Output)> RunExpectingStartupFailureAsync(string urls, params string[] appArguments)
+    public static Task<(int ExitCode, string Output)> RunExpectingStartupFailureAsync(string urls, params string[] appArguments)
+        => RunExpectingStartupFailureAsync(urls, null, appArguments);
+
+    /// <summary>The same, with <paramref name="environment"/> added to the app's environment.</summary>
+    public static async Task<(int ExitCode, string Output)> RunExpectingStartupFailureAsync(string urls, IReadOnlyDictionary<string, string>? environment, params string[] appArguments)
     {
         try
         {
-            await using WebAppProcess app = await StartAsync(false, 0, urls, appArguments);
+            await using WebAppProcess app = await StartAsync(false, 0, urls, appArguments, environment);
             Assert.Fail($"the app started on {urls}:\n{app.OutputText}");
             throw new InvalidOperationException();
         }
@@ -64,13 +68,13 @@ public sealed partial class WebAppProcess : IAsyncDisposable
     public static Task<WebAppProcess> StartNativeAsync(string executable, IReadOnlyDictionary<string, string>? environment = null, params string[] appArguments)
         => StartAsync(false, 0, "http://127.0.0.1:0", appArguments, [executable], Path.GetDirectoryName(executable)!, environment);
 
-    private static Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments)
+    private static Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments, IReadOnlyDictionary<string, string>? environment = null)
     {
         string webApp = typeof(WebAppProcess).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "WebAppPath").Value!;
         Assert.True(File.Exists(webApp), $"{webApp} is missing: the test project builds samples/WebApp first");
         // The project directory, as `dotnet run` would use: the content root with wwwroot.
         string projectDirectory = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(webApp)!, "..", "..", ".."));
-        return StartAsync(denyIoUring, nofile, urls, appArguments, [DotnetHost(), webApp], projectDirectory, null);
+        return StartAsync(denyIoUring, nofile, urls, appArguments, [DotnetHost(), webApp], projectDirectory, environment);
     }
 
     private static async Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments,

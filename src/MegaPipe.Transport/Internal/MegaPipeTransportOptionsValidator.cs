@@ -44,6 +44,15 @@ internal sealed class MegaPipeTransportOptionsValidator : IValidateOptions<MegaP
         Check(options.Backlog is >= 1 and <= MaxBacklog, nameof(options.Backlog), $"between 1 and {MaxBacklog} (the kernel caps it at net.core.somaxconn)", options.Backlog);
         Check(options.MaxConnections is null or >= 1, nameof(options.MaxConnections), "at least 1, or unset for no limit", options.MaxConnections!);
         Check(Enum.IsDefined(options.Engine), nameof(options.Engine), "Auto, IoUring or Epoll", options.Engine);
+        if (options.Engine == ChannelEngine.Auto)
+        {
+            // With Auto the environment decides; a value that is no engine is refused like a bad option.
+            string? variable = Environment.GetEnvironmentVariable(MegaPipeChannel.EngineEnvironmentVariable);
+            if (!MegaPipeChannel.TryParseEngine(variable, out _))
+            {
+                failures.Add($"{MegaPipeChannel.EngineEnvironmentVariable}={variable} is not an engine: use io_uring, epoll or auto (or leave it unset).");
+            }
+        }
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

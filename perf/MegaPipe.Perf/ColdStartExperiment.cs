@@ -15,7 +15,7 @@ namespace MegaPipe.Perf;
 // builds that name it: that setting is what is being measured here.
 public sealed class ColdStartExperiment : IExperiment
 {
-    // The target of issue 13: the cold run within 10 % of the warm one.
+    // The target: the shipped build's cold run within 10 % of its warm one.
     public const double Target = 0.9;
 
     internal sealed record App(string Name, string Sample, string Description, string Path, int Connections);
@@ -165,7 +165,7 @@ public sealed class ColdStartExperiment : IExperiment
         Dictionary<string, string> descriptions = r.Facts["builds"].Split(';').Select(b => b.Split('=', 2)).ToDictionary(b => b[0], b => b[1]);
         var md = new Markdown();
         md.Heading(1, "Cold start: a 10-second wrk run right after the server first answers");
-        md.Paragraph("A user tries a server by starting it and loading it at once for ten seconds. Each build of each sample is started, timed to its first answer, and then loaded by back-to-back wrk runs: the first run is the **cold** one, the last the **warm** one; the runs between show how long the build takes to reach its steady state. The target (issue 13): the shipped build's cold run within 10 % of its warm one.");
+        md.Paragraph("A user tries a server by starting it and loading it at once for ten seconds. Each build of each sample is started, timed to its first answer, and then loaded by back-to-back wrk runs: the first run is the **cold** one, the last the **warm** one; the runs between show how long the build takes to reach its steady state. The target: the shipped build's cold run within 10 % of its warm one.");
         md.Paragraph(r.Provenance());
         md.Paragraph($"CPUs: {r.Facts["cpuPlan"]}. Engine: io_uring. No run sets `DOTNET_TC_CallCountingDelayMs` unless its build names it (the other experiments set it to 0 so that a short warm-up reaches tier-1 code).");
         md.Paragraph("**Shared machine.** Other helpers' builds and tests ran on this 2-core machine during the run; the *other CPUs* columns give how much CPU other processes took during each cold and warm run. A run where they took a large share is not comparable with the others.");

@@ -24,8 +24,9 @@ public interface IExperiment
     IEnumerable<string> Headlines(ResultFile result);
 }
 
-// The experiments written before issue 6, which write their own Markdown.
-public sealed class LegacyExperiment(string name, string summary, int rounds, double seconds, double warmup, Func<PerfSettings, int> steps, Action<PerfSettings, Progress> run) : IExperiment
+// An experiment that measures and writes its Markdown report in one go, with no saved results to
+// redraw it from (pingpong, static).
+public sealed class DirectReportExperiment(string name, string summary, int rounds, double seconds, double warmup, Func<PerfSettings, int> steps, Action<PerfSettings, Progress> run) : IExperiment
 {
     public string Name => name;
 

@@ -4,7 +4,7 @@ using System.Text.Json;
 
 namespace MegaPipe.Perf;
 
-// Issue 2's benchmark: the ping-pong server on MegaPipe.Core against the same server on
+// The ping-pong benchmark: the ping-pong server on MegaPipe.Core against the same server on
 // System.Net.Sockets, 64-byte messages over persistent connections.
 public static class PingPongExperiment
 {

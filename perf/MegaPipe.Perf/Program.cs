@@ -4,7 +4,7 @@
 //   dotnet run -c Release --project perf/MegaPipe.Perf -- <experiment>[,<experiment>...]|all [options]
 //   dotnet run -c Release --project perf/MegaPipe.Perf -- report <experiment>|all     (redraw from the .json)
 //
-// `all` is the paper's evaluation (issue 6): msgsize, connlen, breakdown, scaling, memcached, nginx.
+// `all` is the paper's evaluation: msgsize, connlen, breakdown, scaling, memcached, nginx.
 // Deployment: `startup` (time to the first answer, RSS) and `coldstart` (a cold 10 s wrk run against
 // the warm one), each for the JIT, ReadyToRun and native AOT builds of the samples.
 // Options: --rounds N --seconds S --warmup S (each experiment has its own defaults), --points a,b,c
@@ -31,9 +31,9 @@ IExperiment[] experiments =
     new EndpointsExperiment(),
     new StartupExperiment(),
     new ColdStartExperiment(),
-    new LegacyExperiment("pingpong", "issue 2: 64 B ping-pong, Core API vs System.Net.Sockets", 3, 8, 2, s => s.Rounds * 2, (s, p) => PingPongExperiment.Run(s, p)),
+    new DirectReportExperiment("pingpong", "64 B ping-pong over persistent connections, Core API vs System.Net.Sockets", 3, 8, 2, s => s.Rounds * 2, (s, p) => PingPongExperiment.Run(s, p)),
     new WebExperiment(),
-    new LegacyExperiment("static", "samples/StaticServer vs nginx: 6 KiB, the paper's mix, 1 MiB", 1, 5, 2, StaticExperiment.Steps, (s, p) => StaticExperiment.Run(s, p)),
+    new DirectReportExperiment("static", "samples/StaticServer vs nginx: 6 KiB, the paper's mix, 1 MiB", 1, 5, 2, StaticExperiment.Steps, (s, p) => StaticExperiment.Run(s, p)),
 ];
 string[] paper = ["msgsize", "connlen", "breakdown", "scaling", "memcached", "nginx"];
 

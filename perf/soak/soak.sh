@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak test (issue 5): samples/WebApp on MegaPipe under 10 minutes of mixed keep-alive, short
+# Soak test: samples/WebApp on MegaPipe under 10 minutes of mixed keep-alive, short
 # connections and resets, then graceful shutdown under load. Not a unit test: run it by hand.
 #
 #   perf/soak/soak.sh                   # the full soak: 600 s of load, about 12 minutes in all

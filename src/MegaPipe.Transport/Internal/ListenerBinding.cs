@@ -84,6 +84,8 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
         connection.Features.Set<IMegaPipeFileReader>(_thread.FileReader);
         connection.Limiter = _owner.Limiter;
         connection.Listener = _owner;
+        connection.Binding = this;
+        Volatile.Write(ref _liveConnections, _liveConnections + 1);
         if (_stopRequested)
         {
             connection.Abort(new ConnectionAbortedException("The listener is unbinding."));
@@ -129,6 +131,13 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
     }
 
     public ChannelThread Thread => _thread;
+
+    // Connections this accept queue started that have not closed yet (channel thread; read by metrics).
+    private long _liveConnections;
+    public long LiveConnections => Volatile.Read(ref _liveConnections);
+
+    // A connection of this accept queue closed (channel thread).
+    public void OnConnectionClosed() => Volatile.Write(ref _liveConnections, _liveConnections - 1);
     public long DescriptorPauses => Volatile.Read(ref _descriptorPauses);
     public long ConnectionLimitPauses => Volatile.Read(ref _connectionLimitPauses);
 

@@ -217,8 +217,10 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     // The listener's MaxConnections, released when the connection is closed.
     public ConnectionLimiter? Limiter { get; set; }
 
-    // The listener whose AcceptAsync hands the connection to Kestrel.
+    // The listener whose AcceptAsync hands the connection to Kestrel, and its accept queue on
+    // this channel, which counts the connection until it closes.
     public MegaPipeConnectionListener? Listener { get; set; }
+    public ListenerBinding? Binding { get; set; }
 
     // The hand-off: the connection goes to Kestrel's accept loop now (channel thread, once). A
     // plain connection is handed off one dispatch turn after its accept (ChannelThread.HandOffAfterTurn),
@@ -240,6 +242,7 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     {
         _lifetime.Closed();
         DisposeSocket();
+        Binding?.OnConnectionClosed();
         _thread.OnConnectionClosed();
         CompleteInput(_abortReason);
         if (_outputState.TryComplete())

@@ -61,13 +61,15 @@ internal sealed class MegaPipeMetrics : IDisposable
         }
     }
 
+    // By endpoint and channel: each accept queue counts the connections it started until they close.
     private IEnumerable<Measurement<long>> ObserveConnections()
     {
-        foreach (ChannelThread thread in Threads)
+        foreach (MegaPipeConnectionListener listener in _factory.Listeners)
         {
-            if (thread.IsRunning)
+            var endpointTag = new KeyValuePair<string, object?>("megapipe.endpoint", listener.EndPoint.ToString() ?? "");
+            foreach (ListenerBinding binding in listener.Bindings)
             {
-                yield return new Measurement<long>(thread.LiveConnections, ChannelTag(thread), EngineTag(thread));
+                yield return new Measurement<long>(binding.LiveConnections, endpointTag, ChannelTag(binding.Thread), EngineTag(binding.Thread));
             }
         }
     }

@@ -54,6 +54,7 @@ public sealed class EndpointsExperiment : IExperiment
         result.Facts["baseline"] = settings.BaselineRepo is { } repo ? $"{repo} at {GitHead(repo)}" : "none";
         result.Facts["shared"] = GitHead(settings.RepoRoot);
         Variant[] variants = Variants(settings);
+        result.Facts["variants"] = string.Join(',', variants.Select(v => v.Name));
         for (int round = 1; round <= settings.Rounds; round++)
         {
             foreach (Variant v in MicroExperiment.Rotate(variants, round))

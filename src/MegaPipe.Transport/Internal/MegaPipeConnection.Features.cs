@@ -30,8 +30,11 @@ internal sealed partial class MegaPipeConnection : IFeatureCollection
     private object? _tlsHandshakeFeature;
     private object? _tlsApplicationProtocolFeature;
     private object? _socketFeature;
+    private object? _heartbeatFeature;
+    private object? _completeFeature;
     // One more feature of any other type, so the one Kestrel adds to every connection (its
-    // internal metrics context) needs no dictionary; then every other feature, by type.
+    // internal metrics context) needs no dictionary (KestrelConnection sets the heartbeat, complete,
+    // lifetime-notification and metrics-context features on every connection); then every other feature, by type.
     private Type? _spareFeatureType;
     private object? _spareFeature;
     private Dictionary<Type, object>? _otherFeatures;
@@ -157,6 +160,14 @@ internal sealed partial class MegaPipeConnection : IFeatureCollection
         {
             return ref _socketFeature;
         }
+        if (key == typeof(IConnectionHeartbeatFeature))
+        {
+            return ref _heartbeatFeature;
+        }
+        if (key == typeof(IConnectionCompleteFeature))
+        {
+            return ref _completeFeature;
+        }
         return ref Unsafe.NullRef<object?>();
     }
 
@@ -193,5 +204,6 @@ internal sealed partial class MegaPipeConnection : IFeatureCollection
         typeof(IConnectionLifetimeFeature), typeof(IConnectionEndPointFeature), typeof(IMegaPipeChannelFeature), typeof(IMegaPipeFileReader),
         typeof(IConnectionMetricsTagsFeature), typeof(IConnectionLifetimeNotificationFeature),
         typeof(ITlsConnectionFeature), typeof(ITlsHandshakeFeature), typeof(ITlsApplicationProtocolFeature), typeof(IConnectionSocketFeature),
+        typeof(IConnectionHeartbeatFeature), typeof(IConnectionCompleteFeature),
     ];
 }

@@ -47,12 +47,12 @@ public sealed class EndpointsExperiment : IExperiment
         var executables = new Dictionary<string, string> { ["shared"] = PingPongExperiment.BuildSample(settings, "WebApp") };
         if (settings.BaselineRepo is { } baseline)
         {
-            executables["per-listener"] = BuildWebApp(baseline);
+            executables["per-listener"] = PingPongExperiment.BuildSample(baseline, "WebApp");
         }
         ResultFile result = ResultFile.Start(Name, settings);
         result.Facts["cpuPlan"] = $"server on CPU {settings.ServerCpu} with ChannelCount 1, two wrk (1 thread, {ConnectionsPerWrk} connections each) on CPU {settings.ClientCpu}";
-        result.Facts["baseline"] = settings.BaselineRepo is { } repo ? $"{repo} at {GitHead(repo)}" : "none";
-        result.Facts["shared"] = GitHead(settings.RepoRoot);
+        result.Facts["baseline"] = settings.BaselineRepo is { } repo ? $"{repo} at {PingPongExperiment.GitHead(repo)}" : "none";
+        result.Facts["shared"] = PingPongExperiment.GitHead(settings.RepoRoot);
         Variant[] variants = Variants(settings);
         result.Facts["variants"] = string.Join(',', variants.Select(v => v.Name));
         for (int round = 1; round <= settings.Rounds; round++)
@@ -151,25 +151,7 @@ public sealed class EndpointsExperiment : IExperiment
         return count;
     }
 
-    private static string BuildWebApp(string repo)
-    {
-        string project = Path.Combine(repo, "samples", "WebApp", "WebApp.csproj");
-        string output = ProcessRunner.Run("dotnet", $"build -c Release \"{project}\" -v q -nologo", TimeSpan.FromMinutes(5));
-        string exe = Path.Combine(repo, "samples", "WebApp", "bin", "Release", "net10.0", "WebApp");
-        return File.Exists(exe) ? exe : throw new InvalidOperationException($"building the baseline WebApp in {repo} failed:\n{output}");
-    }
 
-    private static string GitHead(string repo)
-    {
-        try
-        {
-            return ProcessRunner.Run("git", $"-C \"{repo}\" log -1 --format=%h", TimeSpan.FromSeconds(30)).Trim();
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return "?";
-        }
-    }
 
     public void Render(ResultFile r, PerfSettings settings)
     {

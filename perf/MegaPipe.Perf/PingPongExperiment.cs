@@ -102,15 +102,31 @@ public static class PingPongExperiment
         return sorted.Length == 0 ? double.NaN : sorted[sorted.Length / 2];
     }
 
-    public static string BuildSample(PerfSettings settings, string name)
+    public static string BuildSample(PerfSettings settings, string name) => BuildSample(settings.RepoRoot, name);
+
+    // Builds samples/<name> of the checkout at repo (this one, or --baseline-repo) and returns its executable.
+    public static string BuildSample(string repo, string name)
     {
-        string project = Path.Combine(settings.RepoRoot, "samples", name, name + ".csproj");
+        string project = Path.Combine(repo, "samples", name, name + ".csproj");
         string output = ProcessRunner.Run("dotnet", $"build -c Release \"{project}\" -v q -nologo", TimeSpan.FromMinutes(5));
-        string exe = Path.Combine(settings.RepoRoot, "samples", name, "bin", "Release", "net10.0", name);
+        string exe = Path.Combine(repo, "samples", name, "bin", "Release", "net10.0", name);
         if (!File.Exists(exe))
         {
-            throw new InvalidOperationException($"building {name} failed:\n{output}");
+            throw new InvalidOperationException($"building {name} in {repo} failed:\n{output}");
         }
         return exe;
+    }
+
+    // The commit a checkout is at, for the reports.
+    public static string GitHead(string repo)
+    {
+        try
+        {
+            return ProcessRunner.Run("git", $"-C \"{repo}\" log -1 --format=%h", TimeSpan.FromSeconds(30)).Trim();
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "?";
+        }
     }
 }

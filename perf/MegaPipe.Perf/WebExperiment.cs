@@ -65,16 +65,16 @@ public sealed class WebExperiment : IExperiment
     {
         string webApp = PingPongExperiment.BuildSample(settings, "WebApp");
         string pingPong = PingPongExperiment.BuildSample(settings, "PingPong");
-        string? baseline = settings.BaselineRepo is { } repo ? BuildBaseline(repo) : null;
+        string? baseline = settings.BaselineRepo is { } repo ? PingPongExperiment.BuildSample(repo, "WebApp") : null;
         Variant[] variants = Variants(settings);
         Scenario[] scenarios = Scenarios(settings);
         ResultFile result = ResultFile.Start(Name, settings);
         result.Facts["cpuPlan"] = $"server on CPU {settings.ServerCpu} (one channel, one nginx worker), wrk (1 thread) on CPU {settings.ClientCpu}";
         result.Facts["variants"] = string.Join(',', variants.Select(v => v.Name));
-        result.Facts["build"] = GitHead(settings.RepoRoot);
+        result.Facts["build"] = PingPongExperiment.GitHead(settings.RepoRoot);
         if (settings.BaselineRepo is { } baselineRepo)
         {
-            result.Facts["baseline"] = $"{baselineRepo} at {GitHead(baselineRepo)}";
+            result.Facts["baseline"] = $"{baselineRepo} at {PingPongExperiment.GitHead(baselineRepo)}";
         }
         foreach (Scenario scenario in scenarios)
         {
@@ -286,25 +286,7 @@ public sealed class WebExperiment : IExperiment
         }
     }
 
-    private static string BuildBaseline(string repo)
-    {
-        string project = Path.Combine(repo, "samples", "WebApp", "WebApp.csproj");
-        string output = ProcessRunner.Run("dotnet", $"build -c Release \"{project}\" -v q -nologo", TimeSpan.FromMinutes(5));
-        string exe = Path.Combine(repo, "samples", "WebApp", "bin", "Release", "net10.0", "WebApp");
-        return File.Exists(exe) ? exe : throw new InvalidOperationException($"building the baseline WebApp in {repo} failed:\n{output}");
-    }
 
-    private static string GitHead(string repo)
-    {
-        try
-        {
-            return ProcessRunner.Run("git", $"-C \"{repo}\" log -1 --format=%h", TimeSpan.FromSeconds(30)).Trim();
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return "?";
-        }
-    }
 
     private static string ContentRoot(PerfSettings settings) => Path.Combine(settings.RepoRoot, "samples", "WebApp");
 

@@ -64,6 +64,22 @@ public sealed class MegaPipeClient(PingPongOptions options)
         return new ClientResult(transactions, seconds, errors, connections, cpu, threads.Length);
     }
 
+    // remote, then the next spread - 1 IPv4 addresses after it (127.0.0.1 -> 127.0.0.2, ...).
+    private static IPEndPoint[] Spread(IPEndPoint remote, int spread)
+    {
+        if (spread <= 1 || remote.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+        {
+            return [remote];
+        }
+        byte[] address = remote.Address.GetAddressBytes();
+        return Enumerable.Range(0, spread).Select(i =>
+        {
+            byte[] next = (byte[])address.Clone();
+            next[3] = (byte)(address[3] + i);
+            return new IPEndPoint(new IPAddress(next), remote.Port);
+        }).ToArray();
+    }
+
     private sealed class Connection(int size) : IDisposable
     {
         public MegaPipeHandle Handle;
@@ -87,6 +103,9 @@ public sealed class MegaPipeClient(PingPongOptions options)
 
     private void Loop(IPEndPoint remote, int connections, int index)
     {
+        // The addresses connections go to, in turn (see PingPongOptions.Spread).
+        IPEndPoint[] remotes = Spread(remote, options.Spread);
+        int nextRemote = index;
         var all = new List<Connection>(connections);
         MegaPipeChannel ch = MegaPipeChannel.Create(new ChannelOptions { PinToCpu = options.CpuOf(index) });
         try
@@ -96,7 +115,7 @@ public sealed class MegaPipeClient(PingPongOptions options)
             {
                 var c = new Connection(size);
                 all.Add(c);
-                c.Handle = ch.Connect(remote, c);
+                c.Handle = ch.Connect(remotes[nextRemote++ % remotes.Length], c);
             }
             var events = new CompletionEvent[256];
             long local = 0;
@@ -141,7 +160,7 @@ public sealed class MegaPipeClient(PingPongOptions options)
                             if (!_stop)
                             {
                                 c.Done = 0;
-                                c.Handle = ch.Connect(remote, c);
+                                c.Handle = ch.Connect(remotes[nextRemote++ % remotes.Length], c);
                             }
                             break;
                         case ChannelCommand.Connect:

@@ -7,6 +7,12 @@ public sealed class PingPongOptions
     public string Mode { get; private set; } = "";
     public string Host { get; private set; } = "127.0.0.1";
     public int Port { get; private set; } = 5001;
+    // Client: spread the connections over this many loopback addresses (127.0.0.1, .2, ...), so
+    // that short connections do not run out of 4-tuples: one address gives the client about 28,000
+    // source ports, each held in TIME_WAIT for a minute after its connection closes, and at tens of
+    // thousands of connections a second the kernel's search for a free one throttles the client.
+    // The server must listen on 0.0.0.0 (--host) to answer on all of them.
+    public int Spread { get; private set; } = 1;
     public int Threads { get; private set; } = Environment.ProcessorCount;
     public string Transport { get; private set; } = "megapipe";
     public int Size { get; private set; } = 64;
@@ -33,6 +39,7 @@ public sealed class PingPongOptions
             {
                 case "--host": o.Host = Next(); break;
                 case "--port": o.Port = NextInt(); break;
+                case "--spread": o.Spread = NextInt(); break;
                 case "--threads": o.Threads = NextInt(); break;
                 case "--transport": o.Transport = Next(); break;
                 case "--size": o.Size = NextInt(); break;

@@ -5,7 +5,7 @@
 //   server: PingPong server [--port 5001] [--threads N] [--cpus 1,2] [--size 64]
 //           [--transport megapipe|sockets|kestrel-megapipe|kestrel-sockets] [--inline]
 //           [--no-batching] [--no-partitioning] [--no-lightweight]
-//   client: PingPong client [--port 5001] [--threads N] [--cpus 0,1] [--connections C] [--size 64]
+//   client: PingPong client [--port 5001] [--spread 16 (loopback addresses; server --host 0.0.0.0)] [--threads N] [--cpus 0,1] [--connections C] [--size 64]
 //           [--warmup 0] [--duration 10] [--transactions T (per connection, 0 = keep alive)]
 //   client --control: reads "run <client options>" lines on stdin, answers each with one line of
 //           JSON; "quit" exits. One client process then serves a whole experiment.

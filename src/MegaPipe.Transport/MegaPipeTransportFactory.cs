@@ -27,9 +27,18 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
     private int _engineLogged;
     private readonly MegaPipeMetrics _metrics;
 
+    // Endpoints set up with UseMegaPipeHttps (null when the factory was made without UseMegaPipe: no TLS on the channels).
+    private readonly HttpsEndpointRegistry? _https;
+
     /// <summary>Creates the factory (normally through dependency injection).</summary>
     public MegaPipeTransportFactory(IOptions<MegaPipeTransportOptions> options, ILoggerFactory loggerFactory, IMemoryPoolFactory<byte>? memoryPoolFactory = null, IMeterFactory? meterFactory = null)
+        : this(options, loggerFactory, memoryPoolFactory, meterFactory, https: null)
     {
+    }
+
+    internal MegaPipeTransportFactory(IOptions<MegaPipeTransportOptions> options, ILoggerFactory loggerFactory, IMemoryPoolFactory<byte>? memoryPoolFactory, IMeterFactory? meterFactory, HttpsEndpointRegistry? https)
+    {
+        _https = https;
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options.Value;

@@ -5,6 +5,8 @@
 //   dotnet run -c Release --project perf/MegaPipe.Perf -- report <experiment>|all     (redraw from the .json)
 //
 // `all` is the paper's evaluation (issue 6): msgsize, connlen, breakdown, scaling, memcached, nginx.
+// Deployment: `startup` (time to the first answer, RSS) and `coldstart` (a cold 10 s wrk run against
+// the warm one), each for the JIT, ReadyToRun and native AOT builds of the samples.
 // Options: --rounds N --seconds S --warmup S (each experiment has its own defaults), --points a,b,c
 // (the x axis), --lengths a,b (scaling), --variants a,b, --connections N (per channel),
 // --channels N (breakdown), --cpus 0-3, --out DIR (a trial run: results elsewhere, README untouched),
@@ -27,6 +29,8 @@ IExperiment[] experiments =
     new MemcachedExperiment(),
     new NginxExperiment(),
     new EndpointsExperiment(),
+    new StartupExperiment(),
+    new ColdStartExperiment(),
     new LegacyExperiment("pingpong", "issue 2: 64 B ping-pong, Core API vs System.Net.Sockets", 3, 8, 2, s => s.Rounds * 2, (s, p) => PingPongExperiment.Run(s, p)),
     new LegacyExperiment("web", "issue 3: samples/WebApp under wrk, Sockets vs MegaPipe vs nginx", 3, 8, 2, WebExperiment.Steps, WebExperiment.Run),
     new LegacyExperiment("static", "samples/StaticServer vs nginx: 6 KiB, the paper's mix, 1 MiB", 1, 5, 2, StaticExperiment.Steps, (s, p) => StaticExperiment.Run(s, p)),
@@ -77,7 +81,7 @@ AppDomain.CurrentDomain.ProcessExit += (_, _) => ProcessRunner.StopAll();
 [
     ("/usr/bin/taskset", "util-linux", paper),
     ("/usr/bin/perf", "linux-perf (system calls are not counted without it)", paper),
-    ("/usr/bin/wrk", "wrk", ["nginx", "web", "static"]),
+    ("/usr/bin/wrk", "wrk", ["nginx", "web", "static", "coldstart"]),
     (NginxServer.Executable, "nginx-light", ["nginx", "static"]),
     ("/usr/bin/memcached", "memcached (the reference server)", ["memcached"]),
 ];

@@ -2,7 +2,14 @@
 //   dotnet run -c Release --project samples/StaticServer -- --root ./site --urls http://0.0.0.0:8080
 // Options are named after nginx directives: --index, --autoindex on, --default_type, --cache_control,
 // --access_log <file|stdout>, --precompressed off, --open_file_cache_max; --transport sockets for comparison.
+// --help lists them all.
 using MegaPipe.StaticServer;
+
+if (CommandLineHelp.IsRequested(args))
+{
+    Console.Out.Write(CommandLineHelp.Text);
+    return 0;
+}
 
 try
 {

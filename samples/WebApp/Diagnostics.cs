@@ -59,7 +59,7 @@ internal sealed class Diagnostics : IDisposable
                 GC.WaitForPendingFinalizers();
                 GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
             }
-            return Results.Json(Snapshot());
+            return Results.Json(Snapshot(), WebAppJsonContext.Default.SortedDictionaryStringObject);
         });
     }
 

@@ -41,7 +41,7 @@ app.MapGet("/plaintext", (HttpContext context) =>
     context.Response.ContentLength = hello.Length;
     return context.Response.Body.WriteAsync(hello).AsTask();
 });
-app.MapGet("/json", () => Results.Json(new { message = "Hello, World!" }));
+app.MapGet("/json", () => Results.Json(new JsonMessage("Hello, World!"), WebAppJsonContext.Default.JsonMessage));
 diag?.Map(app);
 app.MapGet("/", () => Results.Text($"MegaPipe.NET sample web app on the {transport} transport: try /plaintext, /json, /index.html\n"));
 

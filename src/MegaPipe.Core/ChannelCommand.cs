@@ -25,6 +25,4 @@ public enum ChannelCommand : byte
     ReadFile,
     /// <summary>A lightweight socket was given a regular file descriptor; the result is the descriptor.</summary>
     InstallDescriptor,
-    /// <summary>A file range was spliced into a socket.</summary>
-    SendFile,
 }

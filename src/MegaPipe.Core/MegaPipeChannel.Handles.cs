@@ -6,18 +6,11 @@ using MegaPipe.Internal;
 
 namespace MegaPipe;
 
-// The handle table: registration (mp_register / mp_unregister), closing, and per-handle queries.
+// The handle table: registration (mp_register), per-handle queries, and the slots of handles.
 public sealed partial class MegaPipeChannel
 {
-    // Slot i holds the handle with Index i; null until first used.
-    private HandleState?[] _handles = new HandleState?[64];
-    // Indices of free slots in _handles.
-    private int[] _freeHandles = new int[64];
-    private int _freeHandleCount;
-    // Slots ever used (the high-water mark of _handles).
-    private int _handleHighWater;
-    // Handles not yet fully closed.
-    private int _liveHandles;
+    // The handle records; a MegaPipeHandle names its slot and the generation it was issued for.
+    private readonly SlotTable<HandleState> _handles = new(64, static index => new HandleState(index));
 
     /// <summary>
     /// Registers a descriptor the caller owns (mp_register). The descriptor stays open after
@@ -67,11 +60,7 @@ public sealed partial class MegaPipeChannel
     /// <summary>True when <paramref name="handle"/> is open in this channel.</summary>
     public bool IsOpen(MegaPipeHandle handle)
     {
-        if (handle.ChannelId != Id || (uint)handle.Index >= (uint)_handleHighWater)
-        {
-            return false;
-        }
-        HandleState? state = _handles[handle.Index];
+        HandleState? state = handle.ChannelId == Id ? _handles.TryGet(handle.Index) : null;
         return state is not null && state.Generation == handle.Generation && state.Status == HandleStatus.Open;
     }
 
@@ -125,104 +114,14 @@ public sealed partial class MegaPipeChannel
         return SocketAddressConverter.ToEndPoint(new ReadOnlySpan<byte>(buffer, (int)length));
     }
 
-    /// <summary>
-    /// Unregisters a handle (mp_unregister): its in-flight commands are cancelled first, and no
-    /// event for it is delivered afterwards. A descriptor the channel opened (an accepted or
-    /// connected socket) is closed, since nothing else could reach it; a caller's is left open.
-    /// </summary>
-    public void Unregister(MegaPipeHandle handle)
-    {
-        HandleState state = Resolve(handle);
-        BeginClose(state, HandleStatus.Unregistering);
-    }
-
-    /// <summary>
-    /// Closes a handle: cancels its in-flight commands, then closes the descriptor (for a
-    /// lightweight socket, its slot in the registered file table). A final
-    /// <see cref="ChannelCommand.Close"/> event follows; no other event of the handle comes after
-    /// this call, so write completions still pending are lost: wait for them first to close gracefully.
-    /// </summary>
-    public void Close(MegaPipeHandle handle)
-    {
-        HandleState state = Resolve(handle);
-        _commands++;
-        BeginClose(state, HandleStatus.Closing);
-    }
-
-    /// <summary>
-    /// Closes a connected socket abortively, as <see cref="Close"/> does but with SO_LINGER set to
-    /// zero first: the kernel resets the connection (RST) and drops unsent data instead of
-    /// finishing it with FIN, so the peer can tell an abort from an orderly end.
-    /// </summary>
-    public void Abort(MegaPipeHandle handle)
-    {
-        HandleState state = Resolve(handle);
-        if (state.Kind == HandleKind.Socket && state.Fd >= 0)
-        {
-            SetLingerZero(state);
-        }
-        _commands++;
-        BeginClose(state, HandleStatus.Closing);
-    }
-
-    private void BeginClose(HandleState state, HandleStatus status)
-    {
-        state.Status = status;
-        state.AcceptWanted = false;
-        state.ReceiveWanted = false;
-        // A shutdown before close is not cancelled: it sends the FIN, and the close waits for it.
-        if (state.InFlight - (state.ShutdownPending ? 1 : 0) > 0 && state.Fd >= 0)
-        {
-            SubmitCancelAll(state);
-        }
-        TryFinishClose(state);
-        SubmitIfNotBatching();
-    }
-
-    // Finishes a close once nothing of the handle is left in the kernel: closes the descriptor
-    // (itself a request) and then frees the slot.
-    private void TryFinishClose(HandleState state)
-    {
-        if (state.InFlight != 0 || state.Status is HandleStatus.Open or HandleStatus.Free)
-        {
-            return;
-        }
-        if (!state.CloseSubmitted && state.Fd >= 0 && state.External is null && (state.IsDirect || state.OwnsDescriptor))
-        {
-            SubmitCloseDescriptor(state);
-            return;
-        }
-        ReleaseDescriptor(state, closeRegular: false);
-        if (state.Status == HandleStatus.Closing)
-        {
-            _synthetic.Enqueue(new CompletionEvent(ChannelCommand.Close, HandleOf(state), state.Cookie, 0));
-        }
-        FreeHandle(state);
-    }
-
     private HandleState AllocateHandle(HandleKind kind, int fd, bool isDirect, bool ownsDescriptor)
     {
-        HandleState state;
-        if (_freeHandleCount > 0)
-        {
-            state = _handles[_freeHandles[--_freeHandleCount]]!;
-        }
-        else
-        {
-            if (_handleHighWater == _handles.Length)
-            {
-                Array.Resize(ref _handles, _handles.Length * 2);
-                Array.Resize(ref _freeHandles, _handles.Length);
-            }
-            state = new HandleState(_handleHighWater);
-            _handles[_handleHighWater++] = state;
-        }
+        HandleState state = _handles.Rent();
         state.Status = HandleStatus.Open;
         state.Kind = kind;
         state.Fd = fd;
         state.IsDirect = isDirect;
         state.OwnsDescriptor = ownsDescriptor;
-        _liveHandles++;
         return state;
     }
 
@@ -234,12 +133,11 @@ public sealed partial class MegaPipeChannel
             DescriptorBudget.Release();
         }
         state.Reset();
-        _freeHandles[_freeHandleCount++] = state.Index;
-        _liveHandles--;
-        if (freedDescriptor && _acceptBackoff.Count != 0)
+        _handles.Return(state.Index);
+        if (freedDescriptor && _acceptsPaused.Count != 0)
         {
             // A descriptor (or table slot) was freed: accepting paused for lack of one can resume.
-            ResumeBackedOffAccepts();
+            ResumePausedAccepts();
         }
     }
 
@@ -253,7 +151,7 @@ public sealed partial class MegaPipeChannel
         {
             ThrowHelper.ThrowForeignHandle();
         }
-        HandleState? state = (uint)handle.Index < (uint)_handleHighWater ? _handles[handle.Index] : null;
+        HandleState? state = _handles.TryGet(handle.Index);
         if (state is null || state.Generation != handle.Generation || state.Status != HandleStatus.Open)
         {
             ThrowHelper.ThrowStaleHandle();

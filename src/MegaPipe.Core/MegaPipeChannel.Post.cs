@@ -81,11 +81,8 @@ public sealed unsafe partial class MegaPipeChannel
         }
         // At start-up the ring is empty, so an SQE is always free.
         io_uring_sqe* sqe = ring == _ring ? NextSqe() : ring.TryGetSqe();
-        sqe->opcode = IORING_OP_READ;
-        sqe->fd = _wakeFd;
-        sqe->addr = (ulong)_wakeBuffer;
-        sqe->len = sizeof(ulong);
-        sqe->user_data = WakeUserData;
+        // An eventfd has no position: the offset is ignored.
+        Sqe.PrepareRead(sqe, _wakeFd, fixedFile: false, _wakeBuffer, sizeof(ulong), 0, WakeUserData);
     }
 
     private void OnWakeRead()

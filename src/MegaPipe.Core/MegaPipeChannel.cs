@@ -45,11 +45,14 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
         _wakeFd = -1;
         (_ring, _buffers, EngineReason) = CreateEngine(options);
         Engine = _ring is EpollRing ? ChannelEngine.Epoll : ChannelEngine.IoUring;
-        _wakeupChecks = Engine == ChannelEngine.IoUring;
+        _receiveCheck = new QuietReceiveCheck(supported: Engine == ChannelEngine.IoUring);
     }
 
-    // io_uring only: re-check quiet receives and listeners, whose wake-ups the kernel can miss.
-    private readonly bool _wakeupChecks;
+    // io_uring only: re-arms receives that went quiet, whose end the kernel can miss.
+    private readonly QuietReceiveCheck _receiveCheck;
+
+    // Tests only: the quiet-receive check, to switch it off (and see the race it works around).
+    internal QuietReceiveCheck ReceiveCheck => _receiveCheck;
 
     /// <summary>The environment variable that picks the engine when <see cref="ChannelOptions.Engine"/> is Auto.</summary>
     public const string EngineEnvironmentVariable = "MEGAPIPE_ENGINE";
@@ -156,7 +159,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
     public string? Degradation => _ring.Degradation;
 
     /// <summary>Live handles (registered and not yet fully closed).</summary>
-    public int HandleCount => _liveHandles;
+    public int HandleCount => _handles.InUse;
 
     /// <summary>Slots of the registered file table in use by lightweight sockets (readable from any thread).</summary>
     public int RegisteredFilesInUse => Volatile.Read(ref _registeredFilesInUse);
@@ -255,7 +258,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
         _disposed = true;
         // Closing the ring cancels all requests and drops every direct descriptor.
         _ring.Dispose();
-        foreach (HandleState? state in _handles)
+        foreach (HandleState? state in _handles.Items)
         {
             if (state is null || state.Status == HandleStatus.Free)
             {
@@ -268,7 +271,7 @@ public sealed unsafe partial class MegaPipeChannel : IDisposable
             }
             ReleaseDescriptor(state, closeRegular: true);
         }
-        foreach (Operation? op in _operations)
+        foreach (Operation? op in _operations.Items)
         {
             if (op is null)
             {

@@ -3,14 +3,13 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using MegaPipe.Core.Tests.Infrastructure;
-using MegaPipe.Internal;
 using Xunit.Abstractions;
 
 namespace MegaPipe.Core.Tests;
 
-// Faults injected into the engine's traffic (FaultInjector): short writes, ENOBUFS, EAGAIN,
-// ECANCELED and ECONNRESET on the continuous receive or on sends, and a CQ too small for what
-// completes. Under each, an echo server on a channel serves many connections sending seeded
+// Faults injected into the engine's traffic (Infrastructure/FaultInjector, through the channel's
+// test hook): short writes, ENOBUFS, EAGAIN, ECANCELED and ECONNRESET on the continuous receive
+// or on sends, and a CQ too small for what completes. Under each, an echo server on a channel serves many connections sending seeded
 // random payloads; every connection must get exactly its bytes back, in order, or be closed with
 // an error after an exact prefix of them. Nothing may be dropped or duplicated silently.
 public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTestBase
@@ -229,7 +228,7 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
         using (client)
         {
             client.Send("waiting"u8);
-            server.Channel.FaultInjector = injector;
+            server.Channel.FaultHook = injector;
             server.Channel.Receive(conn);
             // Armed again and again while it keeps failing, but not forever: then the error is reported.
             CompletionEvent failed = server.Pump.WaitFor(ChannelCommand.Receive, conn);
@@ -240,7 +239,7 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
             Assert.Equal(rule.Injected, rule.Matched);
 
             // None of the failed receives took data: all of it arrives once receiving starts again.
-            server.Channel.FaultInjector = null;
+            server.Channel.FaultHook = null;
             server.Channel.Receive(conn);
             client.Send(" here"u8);
             server.Pump.Until(() => server.Pump.ReceivedCount(conn) == 12, what: "the data");
@@ -258,7 +257,7 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
         using (client)
         {
             server.Pump.Drain();
-            server.Channel.FaultInjector = injector;
+            server.Channel.FaultHook = injector;
             ChannelCounters before = server.Channel.Counters;
             server.Channel.Write(conn, new byte[1000]);
             CompletionEvent failed = server.Pump.WaitFor(ChannelCommand.Write, conn);
@@ -271,7 +270,7 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
             Assert.Equal(rule.Injected, delta.Submissions);
             Assert.False(client.Poll(TimeSpan.FromMilliseconds(100), SelectMode.SelectRead), "a failed send sent data");
 
-            server.Channel.FaultInjector = null;
+            server.Channel.FaultHook = null;
             server.Channel.Write(conn, "then"u8.ToArray());
             Assert.Equal(4, server.Pump.WaitFor(ChannelCommand.Write, conn).Result);
             Assert.Equal("then", System.Text.Encoding.ASCII.GetString(LoopbackServer.ReceiveExactly(client, 4)));
@@ -293,7 +292,7 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
             byte[] data = new byte[Size];
             new Random(segments).NextBytes(data);
             Task<byte[]> peer = Task.Run(() => LoopbackServer.ReceiveExactly(client, Size));
-            server.Channel.FaultInjector = injector;
+            server.Channel.FaultHook = injector;
             if (segments == 1)
             {
                 server.Channel.Write(conn, data);
@@ -316,7 +315,7 @@ public abstract class FaultInjectionTests(ITestOutputHelper output) : EngineTest
     private void RunEchoServer(ChannelOptions options, FaultInjector injector, ServerReport report, TaskCompletionSource<EndPoint> endpoint, CancellationToken stop)
     {
         using var channel = CreateChannel(options);
-        channel.FaultInjector = injector;
+        channel.FaultHook = injector;
         using var listener = MegaPipeListener.Bind(new IPEndPoint(IPAddress.Loopback, 0), 1);
         MegaPipeHandle lh = channel.RegisterListener(listener, 0);
         channel.Accept(lh);

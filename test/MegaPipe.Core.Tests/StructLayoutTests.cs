@@ -277,7 +277,7 @@ public class StructLayoutTests
     {
         // The fields the commands write, at the offsets io_uring.h gives them.
         Dictionary<string, long> c = Probe();
-        string[] required = ["opcode", "flags", "ioprio", "fd", "off", "addr", "len", "rw_flags", "msg_flags", "accept_flags", "cancel_flags", "user_data", "buf_index", "buf_group", "personality", "file_index", "splice_fd_in", "addr3"];
+        string[] required = ["opcode", "flags", "ioprio", "fd", "off", "addr", "len", "rw_flags", "msg_flags", "accept_flags", "cancel_flags", "user_data", "buf_index", "buf_group", "personality", "file_index", "optlen", "addr3", "optval"];
         foreach (string field in required)
         {
             Assert.True(c.ContainsKey($"offset io_uring_sqe.{field}"), $"io_uring_sqe.{field} is not declared in Interop");
@@ -339,8 +339,8 @@ public class StructLayoutTests
     public void LayoutFactsTheEngineRelies_OnMatchHeaders()
     {
         Dictionary<string, long> c = Probe();
-        // BufferRing keeps the shared tail in the resv field of the first entry, at offset 14.
-        Assert.Equal(14, c["offset io_uring_buf_ring.tail"]);
+        // BufferRing keeps the shared tail in the resv field of the first entry.
+        Assert.Equal(BufferRing.TailOffset, c["offset io_uring_buf_ring.tail"]);
         // SocketAddressConverter: a sockaddr_storage, and the lengths it writes for IPv4/IPv6.
         Assert.Equal(SocketAddressConverter.MaxSize, c["size sockaddr_storage"]);
         Assert.Equal(16, c["size sockaddr_in"]);

@@ -57,17 +57,31 @@ public sealed partial class WebAppProcess : IAsyncDisposable
         public string Output { get; } = output;
     }
 
-    private static async Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments)
+    /// <summary>
+    /// Runs a natively compiled WebApp (<see cref="NativeWebApp"/>) from its publish folder, its
+    /// content root, with <paramref name="environment"/> added (e.g. MEGAPIPE_ENGINE).
+    /// </summary>
+    public static Task<WebAppProcess> StartNativeAsync(string executable, IReadOnlyDictionary<string, string>? environment = null, params string[] appArguments)
+        => StartAsync(false, 0, "http://127.0.0.1:0", appArguments, [executable], Path.GetDirectoryName(executable)!, environment);
+
+    private static Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments)
     {
         string webApp = typeof(WebAppProcess).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "WebAppPath").Value!;
         Assert.True(File.Exists(webApp), $"{webApp} is missing: the test project builds samples/WebApp first");
+        // The project directory, as `dotnet run` would use: the content root with wwwroot.
+        string projectDirectory = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(webApp)!, "..", "..", ".."));
+        return StartAsync(denyIoUring, nofile, urls, appArguments, [DotnetHost(), webApp], projectDirectory, null);
+    }
+
+    private static async Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments,
+        string[] command, string workingDirectory, IReadOnlyDictionary<string, string>? environment)
+    {
         var info = new ProcessStartInfo(s_launcher.Value)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
-            // The project directory, as `dotnet run` would use: the content root with wwwroot.
-            WorkingDirectory = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(webApp)!, "..", "..", "..")),
+            WorkingDirectory = workingDirectory,
         };
         if (denyIoUring)
         {
@@ -79,8 +93,10 @@ public sealed partial class WebAppProcess : IAsyncDisposable
             info.ArgumentList.Add(nofile.ToString(System.Globalization.CultureInfo.InvariantCulture));
         }
         info.ArgumentList.Add("--");
-        info.ArgumentList.Add(DotnetHost());
-        info.ArgumentList.Add(webApp);
+        foreach (string part in command)
+        {
+            info.ArgumentList.Add(part);
+        }
         info.ArgumentList.Add("--urls");
         info.ArgumentList.Add(urls);
         foreach (string argument in appArguments)
@@ -92,6 +108,10 @@ public sealed partial class WebAppProcess : IAsyncDisposable
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         info.Environment["Logging__Console__FormatterName"] = "simple";
         info.Environment["Logging__Console__FormatterOptions__SingleLine"] = "true";
+        foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
 
         var app = new WebAppProcess(Process.Start(info)!);
         app._process.OutputDataReceived += (_, e) => app.OnLine(e.Data);
@@ -165,6 +185,27 @@ public sealed partial class WebAppProcess : IAsyncDisposable
     public HttpClient CreateClient() => new(new SocketsHttpHandler { ConnectTimeout = Timeout }) { BaseAddress = BaseAddress, Timeout = Timeout };
 
     public IPEndPoint EndPoint => new(IPAddress.Parse(BaseAddress.Host), BaseAddress.Port);
+
+    /// <summary>Where each descriptor of the process points now (readlink of /proc/PID/fd/N).</summary>
+    public string[] DescriptorTargets()
+    {
+        var targets = new List<string>();
+        foreach (string fd in Directory.GetFiles($"/proc/{_process.Id}/fd"))
+        {
+            try
+            {
+                if (new FileInfo(fd).LinkTarget is { } target)
+                {
+                    targets.Add(target);
+                }
+            }
+            catch (IOException)
+            {
+                // Closed between the listing and the readlink.
+            }
+        }
+        return targets.ToArray();
+    }
 
     /// <summary>Descriptors the process has open now.</summary>
     public int OpenDescriptors() => Directory.GetFiles($"/proc/{_process.Id}/fd").Length;

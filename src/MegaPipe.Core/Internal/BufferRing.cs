@@ -14,10 +14,14 @@ namespace MegaPipe.Internal;
 // head, we append returned buffers at the tail.
 internal sealed unsafe class BufferRing : IDisposable
 {
+    // struct io_uring_buf_ring is a union of its header and the descriptors: the tail overlays
+    // the resv field of descriptor 0, 14 bytes into the ring (checked in StructLayoutTests).
+    public const int TailOffset = 14;
+
     private readonly io_uring_buf* _ring;
     private readonly byte* _buffers;
     private readonly uint _mask;
-    // The shared tail lives in the resv field of descriptor 0 (offset 14 of the ring).
+    // The shared tail, which the kernel reads; we alone write it.
     private readonly ushort* _sharedTail;
     // Our tail: descriptors below it are filled; published to _sharedTail by Publish.
     private ushort _tail;
@@ -42,7 +46,7 @@ internal sealed unsafe class BufferRing : IDisposable
         {
             NativeMemory.Clear(_ring, ringBytes);
             _buffers = (byte*)NativeMemory.AlignedAlloc((nuint)count * (nuint)bufferSize, 4096);
-            _sharedTail = (ushort*)((byte*)_ring + 14);
+            _sharedTail = Tail(_ring);
             ring.RegisterBufferRing(_ring, (uint)count, groupId);
         }
         catch
@@ -58,6 +62,9 @@ internal sealed unsafe class BufferRing : IDisposable
         _outstanding = 0;
         Publish();
     }
+
+    // The tail of a buffer ring: descriptors below it are the consumer's to take.
+    public static ushort* Tail(io_uring_buf* ring) => (ushort*)((byte*)ring + TailOffset);
 
     public Span<byte> GetBuffer(ushort bufferId, int length)
     {

@@ -444,7 +444,7 @@ internal sealed unsafe class EpollRing : Ring
         int fd = parked.Descriptor.Fd;
         while (true)
         {
-            if (sqe.buf_group != _bufferGroup || RingBarrier.LoadAcquire((ushort*)((byte*)_bufferRing + 14)) == _bufferHead)
+            if (sqe.buf_group != _bufferGroup || RingBarrier.LoadAcquire(BufferRing.Tail(_bufferRing)) == _bufferHead)
             {
                 Post(sqe.user_data, -(int)Errno.ENOBUFS, 0);
                 return true;

@@ -38,41 +38,21 @@ internal sealed class HandleState
     public int InFlight;
     // The descriptor close has been submitted.
     public bool CloseSubmitted;
-    // A shutdown before close is in flight.
-    public bool ShutdownPending;
     // The socket holds a process descriptor counted in DescriptorBudget.
     public bool HoldsProcessDescriptor;
 
-    // Listener: accepts are to be kept armed; how many are armed now.
-    public bool AcceptWanted;
-    public int AcceptsArmed;
-    // Accepting paused after running out of descriptors (EMFILE, ENFILE, ...) until one is freed or a retry timer fires.
-    public bool AcceptBackoff;
-    // Armed accepts we cancelled (StopAccept or back-off) whose ECANCELED completions are still due.
-    public int AcceptsCancelling;
-    // A failure of this back-off episode was reported; cleared by the next accepted connection.
-    public bool AcceptFailureReported;
+    // A listener's accepts, and the address it is bound to.
+    public AcceptState Accept;
     public EndPoint? ListenerEndPoint;
 
-    // Continuous receive: wanted by the user; the armed multishot request; starved of buffers.
-    public bool ReceiveWanted;
-    public Operation? ReceiveOperation;
-    public bool ReceiveStarved;
-    // Consecutive transient failures (EAGAIN) of the continuous receive, re-armed without data.
-    public int ReceiveRetries;
-    // When (Stopwatch ticks) to re-check a continuous receive that went quiet after data; 0: none due.
-    public long ReceiveCheckAt;
-    // The receive is being re-armed by a check: that arm schedules no further check.
-    public bool ReceiveCheckRearm;
-    // The handle has an entry in the channel's receive-check queue.
-    public bool ReceiveCheckQueued;
+    // A socket's continuous receive, and the quiet-receive check's part of it.
+    public ReceiveState Receive;
+    public QuietReceiveCheck.Entry ReceiveCheck;
 
     // Connection addresses: the peer's sockaddr from accept or connect, the listener's endpoint.
     public byte[]? PeerAddress;
     public int PeerAddressLength;
     public EndPoint? LocalEndPoint;
-
-    public bool IsActive => Status == HandleStatus.Open;
 
     public void Reset()
     {
@@ -85,20 +65,10 @@ internal sealed class HandleState
         InFlight = 0;
         CloseSubmitted = false;
         HoldsProcessDescriptor = false;
-        ShutdownPending = false;
-        AcceptWanted = false;
-        AcceptsArmed = 0;
-        AcceptBackoff = false;
-        AcceptsCancelling = 0;
-        AcceptFailureReported = false;
+        Accept = default;
         ListenerEndPoint = null;
-        ReceiveWanted = false;
-        ReceiveOperation = null;
-        ReceiveStarved = false;
-        ReceiveRetries = 0;
-        ReceiveCheckAt = 0;
-        ReceiveCheckRearm = false;
-        ReceiveCheckQueued = false;
+        Receive = default;
+        ReceiveCheck = default;
         PeerAddressLength = 0;
         LocalEndPoint = null;
         Generation++;

@@ -29,11 +29,6 @@ internal sealed unsafe class IoUring : Ring
     // The kernel writes these flags (overflow pending, task work pending).
     private readonly uint* _sqFlags;
 
-    public uint SetupFlags { get; }
-    public uint Features { get; }
-
-    public int RingFd => _ringFd;
-
     public IoUring(uint sqEntries, uint cqEntries)
     {
         io_uring_params p = default;
@@ -69,8 +64,6 @@ internal sealed unsafe class IoUring : Ring
             ThrowHelper.ThrowErrno("io_uring_setup", Errno.EINVAL, "the kernel refused every combination of setup flags");
         }
         _ringFd = fd;
-        SetupFlags = p.flags;
-        Features = p.features;
         Degradation = degradation is null ? null : degradation + $"; running with setup flags 0x{p.flags:x}";
 
         try
@@ -212,7 +205,7 @@ internal sealed unsafe class IoUring : Ring
     public override void SubmitStartup()
     {
         int result = Enter(0, getEvents: false, -1);
-        if (result < 0 && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY)
+        if (IsFatalEnterResult(result))
         {
             Errno errno = (Errno)(-result);
             ThrowHelper.ThrowErrno("io_uring_enter", errno, errno == Errno.EPERM

@@ -9,7 +9,10 @@ namespace MegaPipe.Internal;
 // What an operation is, internally: the user command it serves, or a bookkeeping request.
 internal enum OperationKind : byte
 {
+    // A single-shot command: one completion, one event.
     Command,
+    // A write: continued after short writes, one event at the end.
+    Write,
     // A multishot receive; stays in flight across many completions.
     MultishotReceive,
     // An accept kept armed on a listener.
@@ -54,14 +57,10 @@ internal sealed unsafe class Operation
     public int PinCount;
     // For writes: the whole payload, the bytes already written and the total to write.
     public ReadOnlySequence<byte> Payload;
-    public ReadOnlyMemory<byte> PayloadMemory;
     public int Done;
     public int Total;
     // Consecutive transient failures (EAGAIN) retried without progress.
     public int Retries;
-    // For file reads: where to read; for sendfile: the source handle.
-    public long Offset;
-    public HandleState? Source;
 
     public ulong UserData => ((ulong)Generation << 32) | (uint)Index;
 
@@ -102,12 +101,9 @@ internal sealed unsafe class Operation
         }
         PinCount = 0;
         Handle = null;
-        Source = null;
         Payload = default;
-        PayloadMemory = default;
         Done = Total = 0;
         Retries = 0;
-        Offset = 0;
         Command = ChannelCommand.None;
         Generation++;
     }

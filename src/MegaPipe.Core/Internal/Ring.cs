@@ -49,8 +49,8 @@ internal abstract unsafe class Ring : IDisposable
     // Entries taken from the submission queue.
     public long SqesSubmitted => _sqesSubmitted;
 
-    // Test hook: sees every SQE just before it is handed to the engine and may rewrite it (see FaultInjector).
-    public ISubmissionInterceptor? Interceptor { get; set; }
+    // Tests only: sees every SQE just before it is handed to the engine and may rewrite it (null otherwise).
+    public IFaultHook? FaultHook { get; set; }
 
     protected void InitializeQueues(uint* sqHead, uint* sqTail, uint sqEntries, io_uring_sqe* sqes, uint* cqHead, uint* cqTail, uint cqEntries, io_uring_cqe* cqes)
     {
@@ -105,11 +105,11 @@ internal abstract unsafe class Ring : IDisposable
         uint count = _sqTailLocal - _sqTailPublished;
         if (count != 0)
         {
-            if (Interceptor is { } interceptor)
+            if (FaultHook is { } hook)
             {
                 for (uint i = _sqTailPublished; i != _sqTailLocal; i++)
                 {
-                    interceptor.BeforeSubmit(&_sqes[i & _sqMask]);
+                    hook.BeforeSubmit(&_sqes[i & _sqMask]);
                 }
             }
             // Release: the SQE contents written above must be visible before the consumer sees the new tail.
@@ -122,6 +122,13 @@ internal abstract unsafe class Ring : IDisposable
     // Submits everything prepared and, when getEvents, collects completions, waiting for waitFor
     // of them or the timeout (negative: no limit). Returns 0 or a negative errno.
     public abstract int Enter(uint waitFor, bool getEvents, long timeoutNanoseconds);
+
+    // True when an Enter result is an error after which the ring cannot be driven. The transient
+    // ones leave it as it was, and the next Enter simply tries again: EINTR (a signal came),
+    // EAGAIN (the kernel was short of memory for new requests) and EBUSY (completions must be
+    // reaped before more are taken); entries not taken stay queued and go with the next Enter.
+    public static bool IsFatalEnterResult(int result)
+        => result < 0 && result != -(int)Errno.EINTR && result != -(int)Errno.EAGAIN && result != -(int)Errno.EBUSY;
 
     // The first submission, made at start-up: it must fail here, as an exception, if the engine
     // cannot be driven at all (a seccomp profile may allow io_uring_setup but deny io_uring_enter).
@@ -185,10 +192,4 @@ internal abstract unsafe class Ring : IDisposable
     ~Ring() => Dispose(disposing: false);
 
     protected abstract void Dispose(bool disposing);
-}
-
-// Sees SQEs just before submission (fault injection in tests).
-internal unsafe interface ISubmissionInterceptor
-{
-    void BeforeSubmit(io_uring_sqe* sqe);
 }

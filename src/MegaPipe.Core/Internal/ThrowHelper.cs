@@ -30,8 +30,14 @@ internal static class ThrowHelper
     [DoesNotReturn]
     public static void ThrowInvalidOperation(string message) => throw new InvalidOperationException(message);
 
+    [DoesNotReturn]
+    public static void ThrowArgumentOutOfRange(string parameter, object? value, string message) => throw CreateArgumentOutOfRange(parameter, value, message);
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static MegaPipeException CreateErrno(string operation, Errno errno, string? detail) => new(operation, errno, detail);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ArgumentOutOfRangeException CreateArgumentOutOfRange(string parameter, object? value, string message) => new(parameter, value, message);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static InvalidOperationException CreateWrongThread()

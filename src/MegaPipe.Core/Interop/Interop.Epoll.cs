@@ -23,7 +23,6 @@ internal static unsafe partial class Interop
     internal const int F_GETFL = 3;
     internal const int F_SETFL = 4;
     internal const int F_DUPFD = 0;
-    internal const int SO_TYPE = 3;
     internal const int EINPROGRESS = 115;
 
     // struct epoll_event is packed on x86-64 (12 bytes) and naturally aligned elsewhere (16 bytes),

@@ -43,7 +43,6 @@ internal static unsafe partial class Interop
     internal const byte IORING_OP_WRITE = 23;
     internal const byte IORING_OP_SEND = 26;
     internal const byte IORING_OP_RECV = 27;
-    internal const byte IORING_OP_SPLICE = 30;
     internal const byte IORING_OP_SHUTDOWN = 34;
     internal const byte IORING_OP_SOCKET = 45;
     internal const byte IORING_OP_URING_CMD = 46;
@@ -51,16 +50,13 @@ internal static unsafe partial class Interop
 
     // io_uring_sqe.flags.
     internal const byte IOSQE_FIXED_FILE = 1 << 0;
-    internal const byte IOSQE_IO_LINK = 1 << 2;
-    internal const byte IOSQE_IO_HARDLINK = 1 << 3;
     internal const byte IOSQE_BUFFER_SELECT = 1 << 5;
     internal const byte IOSQE_CQE_SKIP_SUCCESS = 1 << 6;
 
-    // send/recv flags kept in sqe.ioprio.
+    // send/recv flags kept in sqe.ioprio. POLL_FIRST (skip the first attempt, wait for readiness)
+    // is used only by the tests, to make a receive's first attempt find nothing.
     internal const ushort IORING_RECVSEND_POLL_FIRST = 1 << 0;
     internal const ushort IORING_RECV_MULTISHOT = 1 << 1;
-    // accept flags kept in sqe.ioprio.
-    internal const ushort IORING_ACCEPT_MULTISHOT = 1 << 0;
 
     // sqe.cancel_flags.
     internal const uint IORING_ASYNC_CANCEL_ALL = 1u << 0;
@@ -82,7 +78,6 @@ internal static unsafe partial class Interop
     // cqe.flags.
     internal const uint IORING_CQE_F_BUFFER = 1u << 0;
     internal const uint IORING_CQE_F_MORE = 1u << 1;
-    internal const uint IORING_CQE_F_SOCK_NONEMPTY = 1u << 2;
     internal const int IORING_CQE_BUFFER_SHIFT = 16;
 
     // Shared SQ ring flags, written by the kernel.
@@ -98,7 +93,6 @@ internal static unsafe partial class Interop
     internal const uint IORING_REGISTER_FILES2 = 13;
     internal const uint IORING_REGISTER_RING_FDS = 20;
     internal const uint IORING_REGISTER_PBUF_RING = 22;
-    internal const uint IORING_UNREGISTER_PBUF_RING = 23;
     internal const uint IORING_RSRC_REGISTER_SPARSE = 1u << 0;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -156,23 +150,20 @@ internal static unsafe partial class Interop
         [FieldOffset(8)] public ulong addr2;
         [FieldOffset(8)] public uint cmd_op;
         [FieldOffset(16)] public ulong addr;
-        [FieldOffset(16)] public ulong splice_off_in;
-        [FieldOffset(16)] public uint level;
+            [FieldOffset(16)] public uint level;
         [FieldOffset(20)] public uint optname;
         [FieldOffset(24)] public uint len;
         [FieldOffset(28)] public uint rw_flags;
         [FieldOffset(28)] public uint msg_flags;
         [FieldOffset(28)] public uint accept_flags;
         [FieldOffset(28)] public uint cancel_flags;
-        [FieldOffset(28)] public uint splice_flags;
-        [FieldOffset(28)] public uint install_fd_flags;
+            [FieldOffset(28)] public uint install_fd_flags;
         [FieldOffset(28)] public uint nop_flags;
         [FieldOffset(32)] public ulong user_data;
         [FieldOffset(40)] public ushort buf_index;
         [FieldOffset(40)] public ushort buf_group;
         [FieldOffset(42)] public ushort personality;
-        [FieldOffset(44)] public int splice_fd_in;
-        [FieldOffset(44)] public uint file_index;
+            [FieldOffset(44)] public uint file_index;
         [FieldOffset(44)] public uint optlen;
         [FieldOffset(48)] public ulong addr3;
         [FieldOffset(48)] public ulong optval;

@@ -16,7 +16,6 @@ internal static unsafe partial class Interop
     internal static readonly nint MAP_FAILED = -1;
 
     internal const int EFD_CLOEXEC = 0x80000;
-    internal const int EFD_NONBLOCK = 0x800;
 
     internal const int RLIMIT_NOFILE = 7;
 
@@ -50,9 +49,6 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, SetLastError = true)]
     internal static partial nint read(int fd, void* buf, nuint count);
-
-    [LibraryImport(Libc, SetLastError = true)]
-    internal static partial int pipe2(int* fds, int flags);
 
     [LibraryImport(Libc, SetLastError = true)]
     internal static partial int getrlimit(int resource, rlimit* rlim);

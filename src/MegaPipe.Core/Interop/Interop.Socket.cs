@@ -8,27 +8,22 @@ namespace MegaPipe;
 internal static unsafe partial class Interop
 {
     internal const int SOL_SOCKET = 1;
-    internal const int SO_REUSEADDR = 2;
     internal const int SO_ERROR = 4;
     internal const int SO_LINGER = 13;
     internal const int SO_REUSEPORT = 15;
     internal const int SO_ATTACH_REUSEPORT_CBPF = 51;
-    internal const int IPPROTO_TCP = 6;
-    internal const int TCP_NODELAY = 1;
 
     internal const int AF_UNIX = 1;
     internal const int AF_INET = 2;
     internal const int AF_INET6 = 10;
     internal const int SOCK_STREAM = 1;
     internal const int SOCK_CLOEXEC = 0x80000;
-    internal const int SOCK_NONBLOCK = 0x800;
 
     internal const int SHUT_RD = 0;
     internal const int SHUT_WR = 1;
     internal const int SHUT_RDWR = 2;
 
     internal const int MSG_NOSIGNAL = 0x4000;
-    internal const int MSG_WAITALL = 0x100;
 
     // Classic BPF, for the reuseport CPU-steering program (linux/filter.h, linux/bpf_common.h).
     internal const ushort BPF_LD_W_ABS = 0x00 | 0x00 | 0x20;
@@ -87,9 +82,6 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, SetLastError = true)]
     internal static partial int getsockname(int fd, byte* addr, uint* length);
-
-    [LibraryImport(Libc, SetLastError = true)]
-    internal static partial int getpeername(int fd, byte* addr, uint* length);
 
     [LibraryImport(Libc, SetLastError = true)]
     internal static partial int socket(int domain, int type, int protocol);

@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System.Buffers;
+using System.Diagnostics;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 
@@ -119,7 +120,11 @@ internal sealed class ChannelThread
         {
             while (!_stopRequested || Registrations > 0)
             {
-                int count = channel.Dispatch(events, _stopRequested ? TimeSpan.FromMilliseconds(100) : Timeout.InfiniteTimeSpan);
+                // Connections waiting for their hand-off turn: this turn only collects what is
+                // ready, without waiting, so they reach Kestrel right after it.
+                int handOffsDue = _handOffs.Count;
+                TimeSpan wait = handOffsDue > 0 ? TimeSpan.Zero : _stopRequested ? TimeSpan.FromMilliseconds(100) : Timeout.InfiniteTimeSpan;
+                int count = channel.Dispatch(events, wait);
                 // A new turn, counted before its events are handled: data they put in a connection's
                 // input pipe is read by the application only once the count includes this turn.
                 Volatile.Write(ref _dispatchCount, _dispatchCount + 1);
@@ -127,6 +132,10 @@ internal sealed class ChannelThread
                 {
                     ((IChannelEventHandler)events[i].Cookie!).OnCompletion(in events[i]);
                     events[i] = default;
+                }
+                if (handOffsDue > 0)
+                {
+                    HandOffDue(handOffsDue);
                 }
             }
             Volatile.Write(ref _running, false);
@@ -140,6 +149,32 @@ internal sealed class ChannelThread
             Environment.FailFast($"MegaPipe channel {Index} failed: {e}", e);
         }
         _stopped.SetResult();
+    }
+
+    // New connections go to Kestrel one dispatch turn after they were accepted (channel thread only):
+    // the turn submits their first receive, and a client that sent its request with the
+    // connection (an HTTP client does) has it in the input pipe by then, so Kestrel's first read
+    // completes at once on the thread-pool thread that runs the connection, instead of waiting and
+    // costing another thread hop when the data comes. A silent client, or a protocol where the
+    // server speaks first, still reaches Kestrel after that one turn: nothing waits for data.
+    private readonly List<MegaPipeConnection> _handOffs = new();
+
+    public void HandOffAfterTurn(MegaPipeConnection connection)
+    {
+        Debug.Assert(Channel.IsOwnerThread, "hand-offs are queued on the channel thread");
+        _handOffs.Add(connection);
+    }
+
+    // Hands over the connections queued before the turn that just ended (later ones wait for theirs).
+    private void HandOffDue(int due)
+    {
+        for (int i = 0; i < due; i++)
+        {
+            MegaPipeConnection connection = _handOffs[i];
+            _handOffs[i] = null!;
+            connection.HandOff();
+        }
+        _handOffs.RemoveRange(0, due);
     }
 
     private sealed class WakeItem : IChannelWorkItem

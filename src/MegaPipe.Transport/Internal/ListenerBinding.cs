@@ -83,6 +83,7 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
         connection.Features.Set<IMegaPipeChannelFeature>(_thread.FileReader);
         connection.Features.Set<IMegaPipeFileReader>(_thread.FileReader);
         connection.Limiter = _owner.Limiter;
+        connection.Listener = _owner;
         if (_stopRequested)
         {
             connection.Abort(new ConnectionAbortedException("The listener is unbinding."));
@@ -91,7 +92,8 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
         }
         else
         {
-            _owner.OnAccepted(connection);
+            // To Kestrel after one dispatch turn, with the request it came with (see ChannelThread).
+            _thread.HandOffAfterTurn(connection);
         }
     }
 

@@ -14,16 +14,16 @@ internal sealed partial class MegaPipeConnection
     {
         if (completion.Result > 0)
         {
-            if (_inputCompleted)
+            if (_inputState.IsCompleted)
             {
                 return; // the application stopped reading: nothing wants these bytes
             }
             PipeWriter writer = _input.Writer;
             writer.Write(_channel.GetReceivedData(completion));
-            if (_readPaused)
+            if (_inputState.IsPaused)
             {
                 // Arrived before the stop took effect; committed by the flush after resuming.
-                _unflushedInput = true;
+                _inputState.MarkUnflushed();
                 return;
             }
             FlushInput();
@@ -64,8 +64,7 @@ internal sealed partial class MegaPipeConnection
             return;
         }
         // Backpressure: stop receiving until the reader drains below the resume threshold.
-        _readPaused = true;
-        _pendingFlush = flush;
+        _inputState.Pause(flush);
         StopReceiving();
         MegaPipeLog.ConnectionPause(_thread.Logger, ConnectionId);
         flush.GetAwaiter().UnsafeOnCompleted(_resumeCallback);
@@ -73,33 +72,30 @@ internal sealed partial class MegaPipeConnection
 
     private void ResumeReading()
     {
-        if (!_readPaused)
+        if (!_inputState.IsPaused)
         {
             return;
         }
-        _readPaused = false;
+        ValueTask<FlushResult> flush = _inputState.Resume();
         FlushResult result;
         try
         {
-            result = _pendingFlush.GetAwaiter().GetResult();
+            result = flush.GetAwaiter().GetResult();
         }
         catch (Exception)
         {
-            _pendingFlush = default;
             CompleteInput(null);
             return;
         }
-        _pendingFlush = default;
-        if (result.IsCompleted || _inputCompleted || _closing)
+        if (result.IsCompleted || _inputState.IsCompleted || !_lifetime.IsOpen)
         {
             return;
         }
         MegaPipeLog.ConnectionResume(_thread.Logger, ConnectionId);
-        if (_unflushedInput)
+        if (_inputState.TakeUnflushed())
         {
-            _unflushedInput = false;
             FlushInput();
-            if (_readPaused)
+            if (_inputState.IsPaused)
             {
                 return;
             }
@@ -109,7 +105,7 @@ internal sealed partial class MegaPipeConnection
 
     private void StopReceiving()
     {
-        if (!_closing)
+        if (_lifetime.IsOpen)
         {
             _channel.StopReceive(_handle);
         }

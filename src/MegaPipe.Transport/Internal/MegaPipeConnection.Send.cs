@@ -1,5 +1,6 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
+using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 
@@ -13,7 +14,7 @@ internal sealed partial class MegaPipeConnection
     // Reads the output pipe until a read is pending or a send was issued.
     private void StartOutputRead()
     {
-        while (!_closing)
+        while (_lifetime.IsOpen)
         {
             _outputRead = _output.Reader.ReadAsync();
             if (!_outputRead.IsCompleted)
@@ -43,16 +44,13 @@ internal sealed partial class MegaPipeConnection
         }
         _outputRead = default;
         var buffer = result.Buffer;
-        if (_closing)
+        if (!_lifetime.IsOpen)
         {
             return false;
         }
         if (!buffer.IsEmpty)
         {
-            System.Diagnostics.Debug.Assert(!_writeInFlight, "one send in flight per connection");
-            _sending = buffer;
-            _sendIsLast = result.IsCompleted;
-            _writeInFlight = true;
+            _outputState.BeginSend(buffer, last: result.IsCompleted);
             _channel.Write(_handle, buffer);
             return false;
         }
@@ -68,7 +66,7 @@ internal sealed partial class MegaPipeConnection
 
     private void OnWriteCompleted(in CompletionEvent completion)
     {
-        _writeInFlight = false;
+        ReadOnlySequence<byte> sent = _outputState.EndSend(out bool last);
         if (!completion.Succeeded)
         {
             Errno error = completion.Error;
@@ -79,15 +77,15 @@ internal sealed partial class MegaPipeConnection
             CompleteInput(error is Errno.ECONNRESET or Errno.EPIPE
                 ? new ConnectionResetException($"The connection was reset by the peer ({error}).", new MegaPipeException("send", error))
                 : new ConnectionAbortedException($"Sending failed ({error}).", new MegaPipeException("send", error)));
-            _outputCompleted = true;
-            _output.Reader.Complete();
-            _sending = default;
+            if (_outputState.TryComplete())
+            {
+                _output.Reader.Complete();
+            }
             BeginClose();
             return;
         }
-        _output.Reader.AdvanceTo(_sending.End);
-        _sending = default;
-        if (_sendIsLast)
+        _output.Reader.AdvanceTo(sent.End);
+        if (last)
         {
             MegaPipeLog.ConnectionWriteFin(_thread.Logger, ConnectionId, "The application completed the output.");
             BeginClose();

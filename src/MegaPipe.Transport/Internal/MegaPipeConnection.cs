@@ -44,26 +44,14 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     private volatile ConnectionAbortedException? _abortReason;
 
     // ---- channel-thread state ----
-    // The continuous receive is stopped for backpressure; _pendingFlush completes when the reader catches up.
-    private bool _readPaused;
-    private ValueTask<FlushResult> _pendingFlush;
-    // Bytes written into the input pipe after the paused flush; they need one more flush.
-    private bool _unflushedInput;
-    // The input writer is completed (end of stream, error or close).
-    private bool _inputCompleted;
+    // Receiving into the input pipe: paused for backpressure, completed.
+    private InputState _inputState;
+    // Sending from the output pipe: the send in flight, completed.
+    private OutputState _outputState;
     // The outstanding read of the output pipe.
     private ValueTask<ReadResult> _outputRead;
-    // The buffer being sent (one send in flight), and whether the application completed output after it.
-    private ReadOnlySequence<byte> _sending;
-    private bool _sendIsLast;
-    private bool _writeInFlight;
-    // The output reader is completed.
-    private bool _outputCompleted;
-    // Close has been issued to the channel; the Close event sets _closed.
-    private bool _closing;
-    private bool _closed;
-    // ConnectionClosed was scheduled to fire when the receive side ended, before the Close event.
-    private bool _connectionClosedFired;
+    // Open, closing (the close is issued to the channel), closed (its Close event came).
+    private LifetimeState _lifetime;
 
     public MegaPipeConnection(ChannelThread thread, MegaPipeHandle handle, EndPoint? localEndPoint, EndPoint? remoteEndPoint)
     {
@@ -172,7 +160,7 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     public void Execute(MegaPipeChannel channel)
     {
         int pending = Interlocked.Exchange(ref _pending, 0);
-        if (_closed)
+        if (_lifetime.IsClosed)
         {
             return;
         }
@@ -218,42 +206,48 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     // client does not take an aborted request for an orderly close and retry it.
     private void BeginClose(bool abortive = false)
     {
-        if (_closing)
+        if (!_lifetime.TryBeginClose())
         {
             return;
         }
-        _closing = true;
-        if (abortive)
-        {
-            _channel.Abort(_handle);
-        }
-        else
-        {
-            // FIN first, as the Sockets transport's Shutdown before Close: if the peer's next
-            // request is already in the socket, close(2) alone would answer it with a bare RST,
-            // and the peer could not tell the orderly end of a keep-alive connection from a crash.
-            _channel.ShutdownSendQuietly(_handle);
-            _channel.Close(_handle);
-        }
+        // Graceful: FIN first, as the Sockets transport's Shutdown before Close: if the peer's next
+        // request is already in the socket, close(2) alone would answer it with a bare RST, and
+        // the peer could not tell the orderly end of a keep-alive connection from a crash.
+        _channel.Close(_handle, abortive ? CloseMode.Abort : CloseMode.Graceful);
     }
 
     // The listener's MaxConnections, released when the connection is closed.
     public ConnectionLimiter? Limiter { get; set; }
 
+    // The listener whose AcceptAsync hands the connection to Kestrel.
+    public MegaPipeConnectionListener? Listener { get; set; }
+
+    // The hand-off: the connection goes to Kestrel's accept loop now (channel thread, once). A
+    // plain connection is handed off one dispatch turn after its accept (ChannelThread.HandOffAfterTurn),
+    // so its first request is usually in the input pipe already; a layer that must finish first
+    // (a TLS handshake) calls this itself when it has. If the connection is gone by then (the peer
+    // reset it), Kestrel still gets it, reads the end of the stream and disposes it, as it would
+    // have without the wait.
+    public void HandOff()
+    {
+        Debug.Assert(_channel.IsOwnerThread, "the hand-off runs on the channel thread");
+        if (!_lifetime.TryHandOff())
+        {
+            return;
+        }
+        Listener!.OnAccepted(this);
+    }
+
     private void OnClosed()
     {
-        _closed = true;
+        _lifetime.Closed();
         _thread.OnConnectionClosed();
         CompleteInput(_abortReason);
-        if (!_outputCompleted)
+        if (_outputState.TryComplete())
         {
-            _outputCompleted = true;
             _output.Reader.Complete();
         }
-        if (_readPaused)
-        {
-            _readPaused = false;
-        }
+        _inputState.EndPause();
         // ConnectionClosed callbacks are application code: keep them off the channel thread.
         ThreadPool.UnsafeQueueUserWorkItem(static state =>
         {
@@ -268,11 +262,10 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     // only through this token when it is not reading, e.g. while a request without a body runs.
     private void FireConnectionClosed()
     {
-        if (_connectionClosedFired)
+        if (!_lifetime.TryFirePeerGone())
         {
             return;
         }
-        _connectionClosedFired = true;
         ThreadPool.UnsafeQueueUserWorkItem(static state => ((MegaPipeConnection)state!).CancelConnectionClosed(), this);
     }
 
@@ -290,9 +283,8 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
 
     private void CompleteInput(Exception? error)
     {
-        if (!_inputCompleted)
+        if (_inputState.TryComplete())
         {
-            _inputCompleted = true;
             _input.Writer.Complete(error);
         }
     }

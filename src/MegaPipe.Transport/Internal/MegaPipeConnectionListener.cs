@@ -2,7 +2,6 @@
 
 using System.Net;
 using System.Net.Sockets;
-using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 
@@ -17,7 +16,8 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
     private readonly ILogger _logger;
     private readonly ChannelGroup _group;
     private readonly MegaPipeTransportFactory _factory;
-    private readonly Channel<MegaPipeConnection> _accepted = System.Threading.Channels.Channel.CreateUnbounded<MegaPipeConnection>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
+    // Ready connections on their way to Kestrel's accept loop.
+    private readonly AcceptQueue<MegaPipeConnection> _accepted = new();
     private ListenerBinding[] _bindings = [];
     private MegaPipeListener? _listener;
     private int _unbound;
@@ -123,32 +123,18 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
         }
     }
 
+    // A channel thread hands a connection to Kestrel; when Kestrel's accept loop is waiting, the
+    // loop runs here, inline (it records the connection and queues it to the thread pool).
     internal void OnAccepted(MegaPipeConnection connection)
     {
-        if (!_accepted.Writer.TryWrite(connection))
+        if (!_accepted.TryAdd(connection))
         {
             connection.Abort(new ConnectionAbortedException("The listener is unbinding."));
             _ = connection.DisposeAsync().AsTask();
         }
     }
 
-    public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
-    {
-        try
-        {
-            while (await _accepted.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                if (_accepted.Reader.TryRead(out MegaPipeConnection? connection))
-                {
-                    return connection;
-                }
-            }
-        }
-        catch (ChannelClosedException)
-        {
-        }
-        return null;
-    }
+    public ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default) => _accepted.AcceptAsync(cancellationToken);
 
     public async ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
@@ -165,9 +151,8 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
             await binding.Closed.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         _listener?.Dispose();
-        _accepted.Writer.TryComplete();
         // Connections accepted but never taken by Kestrel are aborted, not leaked.
-        while (_accepted.Reader.TryRead(out MegaPipeConnection? orphan))
+        foreach (MegaPipeConnection orphan in _accepted.Complete())
         {
             orphan.Abort(new ConnectionAbortedException("The listener was unbound before the connection was taken."));
             await orphan.DisposeAsync().ConfigureAwait(false);
@@ -193,7 +178,7 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
                 await binding.Closed.ConfigureAwait(false);
             }
             _listener?.Dispose();
-            _accepted.Writer.TryComplete();
+            _accepted.Complete();
         }
         // The last listener of the factory stops the channel set once its connections have drained.
         await _factory.ReleaseGroupAsync(_group, this).ConfigureAwait(false);

@@ -53,6 +53,18 @@ internal static unsafe partial class TestNative
     [LibraryImport(Libc, SetLastError = true)]
     public static partial int poll(pollfd* fds, nuint count, int timeoutMs);
 
+    [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport(Libc, SetLastError = true)]
+    public static partial int socketpair(int domain, int type, int protocol, int* fds);
+
+    public const int AF_UNIX = 1;
+    public const int SOCK_STREAM = 1;
+    public const short POLLERR = 0x8;
+    public const short POLLHUP = 0x10;
+    public const short POLLRDHUP = 0x2000;
+
     // prctl(2) is variadic; every argument is an integer register, passed the same way either way.
     [LibraryImport(Libc, SetLastError = true)]
     public static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
@@ -125,6 +137,50 @@ internal static unsafe partial class TestNative
             throw new InvalidOperationException($"poll failed: errno {Marshal.GetLastPInvokeError()}");
         }
         return ready == 1;
+    }
+
+    /// <summary>A connected AF_UNIX stream socket pair; both ends close-on-exec and blocking.</summary>
+    public static (SafeFileHandle First, SafeFileHandle Second) CreateUnixSocketPair()
+    {
+        int* fds = stackalloc int[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | O_CLOEXEC, 0, fds) != 0)
+        {
+            throw new InvalidOperationException($"socketpair failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+        return (new SafeFileHandle(fds[0], ownsHandle: true), new SafeFileHandle(fds[1], ownsHandle: true));
+    }
+
+    /// <summary>
+    /// Waits up to <paramref name="timeoutMs"/> for any of <paramref name="events"/> on
+    /// <paramref name="fd"/> (POLLERR and POLLHUP are always reported); false on timeout.
+    /// </summary>
+    public static bool WaitForEvents(int fd, short events, int timeoutMs)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            pollfd pfd = new() { fd = fd, events = events };
+            int remaining = timeoutMs - (int)watch.ElapsedMilliseconds;
+            if (remaining <= 0)
+            {
+                return false;
+            }
+            // A level already ready (POLLIN while waiting for POLLHUP, say) returns at once: wait a
+            // little between looks rather than spin.
+            int ready = poll(&pfd, 1, Math.Min(remaining, 10));
+            if (ready < 0)
+            {
+                throw new InvalidOperationException($"poll failed: errno {Marshal.GetLastPInvokeError()}");
+            }
+            if ((pfd.revents & events) != 0)
+            {
+                return true;
+            }
+            if (ready > 0)
+            {
+                Thread.Sleep(1);
+            }
+        }
     }
 
     /// <summary>Reads exactly <paramref name="buffer"/>.Length bytes or throws on EOF/timeout.</summary>

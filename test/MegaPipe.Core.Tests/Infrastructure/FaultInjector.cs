@@ -1,83 +1,24 @@
-// Licensed under the MIT License. See LICENSE in the repository root.
-
+using MegaPipe.Internal;
 using static MegaPipe.Interop;
 
-namespace MegaPipe.Internal;
+namespace MegaPipe.Core.Tests.Infrastructure;
 
-// The submissions a fault rule looks at.
-internal enum FaultTarget : byte
-{
-    // The continuous receive (a multishot IORING_OP_RECV), each time it is armed.
-    Receive,
-    // Socket writes (IORING_OP_SEND, IORING_OP_SENDMSG): first submissions and continuations alike.
-    Send,
-}
-
-// When a rule fires among the submissions (or dispatches) it sees: every Nth, or at random with
-// a probability drawn from the injector's seeded generator. Both are deterministic for a given
-// sequence of submissions.
-internal readonly record struct FaultSchedule(int Every, double Probability)
-{
-    public static FaultSchedule EveryNth(int n)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(n, 1);
-        return new FaultSchedule(n, 0);
-    }
-
-    public static FaultSchedule Random(double probability)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(probability);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(probability, 1);
-        return new FaultSchedule(0, probability);
-    }
-
-    // count: how many candidates this schedule has seen, this one included.
-    public bool Fires(long count, Random random) => Every > 0 ? count % Every == 0 : random.NextDouble() < Probability;
-}
-
-// One kind of fault: a short write (Error is None) or a failure with Error, on Target, by Schedule.
-internal sealed class FaultRule
-{
-    private long _matched;
-    private long _injected;
-
-    public FaultRule(FaultTarget target, Errno error, FaultSchedule schedule)
-    {
-        Target = target;
-        Error = error;
-        Schedule = schedule;
-    }
-
-    public FaultTarget Target { get; }
-
-    // Errno.None: a short write.
-    public Errno Error { get; }
-
-    public FaultSchedule Schedule { get; }
-
-    // Submissions of the target seen, and faults injected into them.
-    public long Matched => Volatile.Read(ref _matched);
-    public long Injected => Volatile.Read(ref _injected);
-
-    internal long CountMatch() => Interlocked.Increment(ref _matched);
-
-    internal void CountInjection() => Interlocked.Increment(ref _injected);
-
-    public override string ToString() => $"{(Error == Errno.None ? "short write" : Error.ToString())} on {Target}: {Injected} of {Matched}";
-}
-
-// Fault injection for tests (MegaPipeChannel.FaultInjector): rewrites chosen SQEs just before the
-// engine takes them, so the faults come back through the real engine as ordinary completions.
+// Fault injection through the channel's test hook (MegaPipeChannel.FaultHook, an IFaultHook):
+// rewrites chosen SQEs just before the engine takes them, so the faults come back through the
+// real engine as ordinary completions.
 //  - A short write lowers the length of a send (or the iovec total of a sendmsg): the kernel sends
 //    fewer bytes and reports that, as a socket with little buffer room would.
 //  - A failure turns the SQE into IORING_OP_NOP with IORING_NOP_INJECT_RESULT and len = -errno,
 //    keeping user_data: the command completes with that error having done nothing (a failed
 //    receive consumed no data, a failed send sent none).
+//  - A receive arm can run test code just before the kernel takes it (OnReceiveArm) and have its
+//    first attempt skipped (IORING_RECVSEND_POLL_FIRST): the kernel goes straight to waiting for
+//    readiness, as after a first attempt that found nothing (ResetRaceTests).
 //  - Skipped reaping makes chosen dispatches leave the CQ unread (see MegaPipeChannel.Dispatch),
 //    so that with a small CQ completions pile up past it and the engine has to hold them
 //    (io_uring's IORING_FEAT_NODROP overflow list, EpollRing's overflow queue).
 // Owner thread only, like the ring; the counters may be read from any thread.
-internal sealed unsafe class FaultInjector : ISubmissionInterceptor
+internal sealed unsafe class FaultInjector : IFaultHook
 {
     private readonly Random _random;
     private readonly List<FaultRule> _rules = new();
@@ -85,6 +26,7 @@ internal sealed unsafe class FaultInjector : ISubmissionInterceptor
     private long _dispatches;
     private long _reapsSkipped;
     private long _overflowsSeen;
+    private int _receiveArms;
 
     public FaultInjector(int seed) => _random = new Random(seed);
 
@@ -110,6 +52,13 @@ internal sealed unsafe class FaultInjector : ISubmissionInterceptor
 
     public void SkipReaping(FaultSchedule schedule) => _skipReaping = schedule;
 
+    // Runs on the owner thread for each continuous-receive arm (1 for the first) just before the
+    // kernel takes it; true skips its first attempt (IORING_RECVSEND_POLL_FIRST).
+    public Func<int, bool>? OnReceiveArm { get; set; }
+
+    // Continuous-receive arms seen.
+    public int ReceiveArms => _receiveArms;
+
     private FaultRule Add(FaultRule rule)
     {
         _rules.Add(rule);
@@ -117,9 +66,9 @@ internal sealed unsafe class FaultInjector : ISubmissionInterceptor
     }
 
     // Asked once per dispatch turn that has completions to reap.
-    internal bool ShouldSkipReap() => _skipReaping is { } schedule && schedule.Fires(++_dispatches, _random);
+    public bool ShouldSkipReap() => _skipReaping is { } schedule && schedule.Fires(++_dispatches, _random);
 
-    internal void OnReapSkipped(bool overflowPending)
+    public void OnReapSkipped(bool overflowPending)
     {
         Interlocked.Increment(ref _reapsSkipped);
         if (overflowPending)
@@ -134,6 +83,10 @@ internal sealed unsafe class FaultInjector : ISubmissionInterceptor
         if (sqe->opcode == IORING_OP_RECV && (sqe->ioprio & IORING_RECV_MULTISHOT) != 0)
         {
             target = FaultTarget.Receive;
+            if (OnReceiveArm?.Invoke(++_receiveArms) == true)
+            {
+                sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+            }
         }
         else if (sqe->opcode is IORING_OP_SEND or IORING_OP_SENDMSG)
         {

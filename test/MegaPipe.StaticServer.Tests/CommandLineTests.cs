@@ -1,0 +1,72 @@
+using MegaPipe.StaticServer.Tests.Infrastructure;
+
+namespace MegaPipe.StaticServer.Tests;
+
+/// <summary>The command line as a user types it: --help, and a relative --root, run directly and under `dotnet run`.</summary>
+public sealed class CommandLineTests : IDisposable
+{
+    private readonly string _cwd = Directory.CreateTempSubdirectory("megapipe-static-cwd-").FullName;
+
+    // Every key StaticServerOptions.FromConfiguration and StaticServerApp read.
+    private static readonly string[] Options =
+    [
+        "--root", "--urls", "--index", "--autoindex", "--default_type", "--types:", "--cache_control", "--access_log",
+        "--precompressed", "--open_file_cache_max", "--max_cached_file_size", "--content_cache_size", "--read_chunk_size",
+        "--watch", "--transport", "--MegaPipe:",
+    ];
+
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("-h")]
+    public async Task Help_PrintsEveryOption_AndExitsZero_WithoutServing(string flag)
+    {
+        // In an empty directory: were the server to start, it would serve it.
+        await using ServerProcess server = ServerProcess.Start(_cwd, ServerProcess.Direct("--urls", "http://127.0.0.1:0", flag));
+
+        Assert.Equal(0, await server.WaitForExitAsync());
+        string output = server.OutputText;
+        Assert.StartsWith("StaticServer:", output, StringComparison.Ordinal);
+        foreach (string option in Options)
+        {
+            Assert.Contains(option, output, StringComparison.Ordinal);
+        }
+        Assert.DoesNotContain("Now listening", output, StringComparison.Ordinal);
+        Assert.Null(server.BaseAddress);
+    }
+
+    [Fact]
+    public async Task RelativeRoot_RunDirectly_IsRelativeToTheCurrentDirectory()
+    {
+        File.WriteAllText(Path.Combine(Directory.CreateDirectory(Path.Combine(_cwd, "site")).FullName, "index.html"), "served from the current directory");
+        await using ServerProcess server = ServerProcess.Start(_cwd, ServerProcess.Direct("--root", "site", "--urls", "http://127.0.0.1:0"));
+
+        Uri address = await server.WaitForListeningAsync();
+        using var client = new HttpClient { BaseAddress = address, Timeout = ServerProcess.Timeout };
+        Assert.Equal("served from the current directory", await client.GetStringAsync("/"));
+    }
+
+    // `dotnet run` of a web project used to start the app in the project folder, so `--root site`
+    // named samples/StaticServer/site, which does not exist.
+    [Fact]
+    public async Task RelativeRoot_UnderDotnetRun_IsRelativeToTheCurrentDirectory_NotTheProjectFolder()
+    {
+        File.WriteAllText(Path.Combine(Directory.CreateDirectory(Path.Combine(_cwd, "site")).FullName, "index.html"), "served from where dotnet run was typed");
+        await using ServerProcess server = ServerProcess.Start(_cwd, ServerProcess.DotnetRun("--root", "site", "--urls", "http://127.0.0.1:0"));
+
+        Uri address = await server.WaitForListeningAsync();
+        using var client = new HttpClient { BaseAddress = address, Timeout = ServerProcess.Timeout };
+        Assert.Equal("served from where dotnet run was typed", await client.GetStringAsync("/"));
+        Assert.Contains($"Content root path: {_cwd}", server.OutputText, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task MissingRelativeRoot_SaysWhichDirectory_AndExitsTwo()
+    {
+        await using ServerProcess server = ServerProcess.Start(_cwd, ServerProcess.Direct("--root", "nowhere", "--urls", "http://127.0.0.1:0"));
+
+        Assert.Equal(2, await server.WaitForExitAsync());
+        Assert.Contains(Path.Combine(_cwd, "nowhere"), server.OutputText, StringComparison.Ordinal);
+    }
+
+    public void Dispose() => Directory.Delete(_cwd, recursive: true);
+}

@@ -3,6 +3,7 @@
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
+using MegaPipe.Tls;
 using MegaPipe.Transport.Internal;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -101,11 +102,22 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
             throw new NotSupportedException($"The MegaPipe transport cannot bind {endpoint}; register another transport for it.");
         }
         ILogger logger = _loggerFactory.CreateLogger("MegaPipe.Transport");
+        // HTTPS set up with UseMegaPipeHttps: the endpoint's shared TLS context, made (and checked) before anything
+        // binds; null when Kestrel's SslStream serves the endpoint.
+        MegaPipeHttpsEndpoint? https = _https?.Find(endpoint);
+        TlsServerContext? tls = https?.TryCreateContext();
         ChannelGroup group = AcquireGroup(logger);
-        var listener = new MegaPipeConnectionListener(endpoint, _options, logger, group, this);
+        var listener = new MegaPipeConnectionListener(endpoint, _options, logger, group, this)
+        {
+            Https = tls is null ? null : (https!, tls),
+        };
         try
         {
             listener.Bind();
+            if (tls is not null)
+            {
+                https!.LogOnChannels(listener.EndPoint);
+            }
             lock (_gate)
             {
                 _listeners.Add(listener);

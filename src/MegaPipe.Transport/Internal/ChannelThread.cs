@@ -37,6 +37,10 @@ internal sealed class ChannelThread
     public MemoryPool<byte> MemoryPool { get; }
     // File reads through this channel: the IMegaPipeFileReader / IMegaPipeChannelFeature of its connections.
     public ChannelFileReader FileReader { get; }
+    // TLS on this channel (channel thread only): the ciphertext buffers of sends in flight, and the handshakes that
+    // must finish by their deadline (checked by this loop; no timer per connection).
+    public TlsSendBuffers TlsSendBuffers { get; } = new();
+    public HandshakeDeadlines HandshakeDeadlines { get; } = new();
     public MegaPipeChannel Channel => _channel!;
     // Live connections and listener registrations on this channel (written on the channel thread only).
     public int Registrations { get; set; }
@@ -124,6 +128,10 @@ internal sealed class ChannelThread
                 // ready, without waiting, so they reach Kestrel right after it.
                 int handOffsDue = _handOffs.Count;
                 TimeSpan wait = handOffsDue > 0 ? TimeSpan.Zero : _stopRequested ? TimeSpan.FromMilliseconds(100) : Timeout.InfiniteTimeSpan;
+                if (HandshakeDeadlines.Count > 0)
+                {
+                    wait = CapAtNextHandshakeDeadline(wait);
+                }
                 int count = channel.Dispatch(events, wait);
                 // A new turn, counted before its events are handled: data they put in a connection's
                 // input pipe is read by the application only once the count includes this turn.
@@ -136,6 +144,10 @@ internal sealed class ChannelThread
                 if (handOffsDue > 0)
                 {
                     HandOffDue(handOffsDue);
+                }
+                if (HandshakeDeadlines.Count > 0)
+                {
+                    ExpireHandshakes();
                 }
             }
             Volatile.Write(ref _running, false);
@@ -175,6 +187,26 @@ internal sealed class ChannelThread
             connection.HandOff();
         }
         _handOffs.RemoveRange(0, due);
+    }
+
+    // The loop sleeps no longer than until the next TLS handshake deadline.
+    private TimeSpan CapAtNextHandshakeDeadline(TimeSpan wait)
+    {
+        TimeSpan untilDeadline = HandshakeDeadlines.TimeUntilNext(Environment.TickCount64);
+        return wait == Timeout.InfiniteTimeSpan || untilDeadline < wait ? untilDeadline : wait;
+    }
+
+    // Handshakes past their deadline end; when the channel is stopping, every unfinished one does.
+    private void ExpireHandshakes()
+    {
+        if (_stopRequested)
+        {
+            HandshakeDeadlines.AbandonAll();
+        }
+        else
+        {
+            HandshakeDeadlines.ExpireDue(Environment.TickCount64);
+        }
     }
 
     private sealed class WakeItem : IChannelWorkItem

@@ -118,12 +118,18 @@ internal sealed class MegaPipeHttpsEndpoint : IDisposable
             {
                 throw new InvalidOperationException($"HTTPS on {_listenOptions.EndPoint} cannot start: {e.Message}", e);
             }
-            MegaPipeTlsLog.HttpsOnChannels(_logger, _listenOptions.EndPoint, ProtocolsText(_context), HttpsOptionsMapping.DescribeCertificate(options), options.HandshakeTimeout);
-            if (options.CheckCertificateRevocation && options.ClientCertificateMode != ClientCertificateMode.NoCertificate)
-            {
-                MegaPipeTlsLog.OnlineRevocation(_logger, _listenOptions.EndPoint);
-            }
             return _context;
+        }
+    }
+
+    // The transport bound the endpoint with TLS on its channels (once per bound socket: twice for localhost).
+    public void LogOnChannels(EndPoint bound)
+    {
+        HttpsConnectionAdapterOptions options = Options;
+        MegaPipeTlsLog.HttpsOnChannels(_logger, bound, ProtocolsText(_context!), HttpsOptionsMapping.DescribeCertificate(options), options.HandshakeTimeout);
+        if (options.CheckCertificateRevocation && options.ClientCertificateMode != ClientCertificateMode.NoCertificate)
+        {
+            MegaPipeTlsLog.OnlineRevocation(_logger, bound);
         }
     }
 

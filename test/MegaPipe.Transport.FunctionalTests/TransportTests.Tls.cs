@@ -455,6 +455,62 @@ public abstract partial class TransportTests
     }
 
     [Theory]
+    [InlineData(HttpsMode.UseHttps)]
+    [InlineData(HttpsMode.UseMegaPipeHttps)]
+    public async Task Https_GarbageAndTruncatedRecordsAfterTheHandshake_AbortThatConnectionOnly(HttpsMode mode)
+    {
+        await using TestServer server = await StartHttpsServerAsync(mode);
+        using RawHttpConnection bystander = await RawHttpConnection.ConnectTlsAsync(server.EndPoint, TlsClientOptions());
+        Assert.Equal(ExpectedTerminator(mode), (await GetTlsInfoAsync(bystander)).Terminator);
+
+        // An application-data record of noise (its MAC cannot verify), under a working session.
+        using (RawHttpConnection victim = await RawHttpConnection.ConnectTlsAsync(server.EndPoint, TlsClientOptions()))
+        {
+            Assert.Equal(200, (await victim.RequestAsync(RawHttpConnection.Get("/hello"))).StatusCode);
+            byte[] record = new byte[5 + 256];
+            new Random(11).NextBytes(record);
+            record[0] = 23; // application_data
+            record[1] = 3;
+            record[2] = 3;
+            record[3] = 1; // length 256
+            record[4] = 0;
+            await victim.Socket.SendAsync(record);
+            Exception? seen = await Record.ExceptionAsync(() => victim.WaitForCloseAsync());
+            if (ExpectedTerminator(mode) == TlsInfo.Channel)
+            {
+                // The channel answered with the alert before closing.
+                Assert.True(seen?.ToString().Contains("bad record mac", StringComparison.Ordinal) == true, seen?.ToString() ?? "closed without an alert");
+            }
+        }
+        // Half a record, then the FIN: a truncated record, not a clean end.
+        using (RawHttpConnection victim = await RawHttpConnection.ConnectTlsAsync(server.EndPoint, TlsClientOptions()))
+        {
+            Assert.Equal(200, (await victim.RequestAsync(RawHttpConnection.Get("/hello"))).StatusCode);
+            await victim.Socket.SendAsync(new byte[] { 23, 3, 3, 0, 64, 1, 2, 3, 4, 5 });
+            victim.Socket.Shutdown(SocketShutdown.Send);
+            await Record.ExceptionAsync(() => victim.WaitForCloseAsync());
+        }
+        if (ExpectedTerminator(mode) == TlsInfo.Channel)
+        {
+            LogEntry[] failures = (await WaitForCountAsync(server, "TlsRecordFailed", 2)).ToArray();
+            Assert.Contains(failures, e => e.Message.Contains("TLS record processing failed", StringComparison.Ordinal));
+            Assert.Contains(failures, e => e.Message.Contains("truncated record", StringComparison.Ordinal));
+        }
+        Assert.Equal(CommonEndpoints.Hello, (await bystander.RequestAsync(RawHttpConnection.Get("/hello"))).BodyText);
+        await AssertHttpsServesAsync(server, mode);
+    }
+
+    private static async Task<IEnumerable<LogEntry>> WaitForCountAsync(TestServer server, string eventName, int count)
+    {
+        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        while (server.Logs.Entries.Count(e => e.EventId.Name == eventName) < count)
+        {
+            await Task.Delay(20, timeout.Token);
+        }
+        return server.Logs.Entries.Where(e => e.EventId.Name == eventName);
+    }
+
+    [Theory]
     [InlineData(HttpsMode.UseHttps, "-tls1")]
     [InlineData(HttpsMode.UseMegaPipeHttps, "-tls1")]
     [InlineData(HttpsMode.UseHttps, "-tls1_1")]

@@ -32,7 +32,7 @@ IExperiment[] experiments =
     new StartupExperiment(),
     new ColdStartExperiment(),
     new LegacyExperiment("pingpong", "issue 2: 64 B ping-pong, Core API vs System.Net.Sockets", 3, 8, 2, s => s.Rounds * 2, (s, p) => PingPongExperiment.Run(s, p)),
-    new LegacyExperiment("web", "issue 3: samples/WebApp under wrk, Sockets vs MegaPipe vs nginx", 3, 8, 2, WebExperiment.Steps, WebExperiment.Run),
+    new WebExperiment(),
     new LegacyExperiment("static", "samples/StaticServer vs nginx: 6 KiB, the paper's mix, 1 MiB", 1, 5, 2, StaticExperiment.Steps, (s, p) => StaticExperiment.Run(s, p)),
 ];
 string[] paper = ["msgsize", "connlen", "breakdown", "scaling", "memcached", "nginx"];

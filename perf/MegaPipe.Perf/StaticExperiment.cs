@@ -158,39 +158,13 @@ public static partial class StaticExperiment
     private static Sample Measure(PerfSettings settings, Scenario scenario, int port, int[] pids, string variant)
     {
         CheckServes(port, scenario.Name == "mix" ? "/mix/f00.html" : scenario.Path, variant);
-        string url = $"http://127.0.0.1:{port}{scenario.Path}";
-        string extra = scenario.WrkExtra.Length > 0 ? scenario.WrkExtra : "";
         string tail = scenario.Name == "mix" ? $" -- {s_mixSizes.Length}" : "";
-        // wrk takes whole seconds.
-        string wrk(double seconds) => $"wrk -t1 -c{scenario.Connections} -d{Math.Max(1, Math.Ceiling(seconds)).ToString(CultureInfo.InvariantCulture)}s {extra} {url}{tail}";
-        double measured = Math.Max(1, Math.Ceiling(settings.Seconds));
-        double perfSeconds = Math.Max(0.5, measured - 1);
-        string cpu = settings.ClientCpu.ToString(CultureInfo.InvariantCulture);
-        // Warm up (JIT tiering, caches), then measure.
-        ProcessRunner.RunTimed(cpu, wrk(settings.Warmup), TimeSpan.FromSeconds(settings.Warmup + 30));
-        double cpuBefore = pids.Sum(ServerProbe.CpuSeconds);
-        SystemCpu system0 = SystemCpu.Read();
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        Task<long?>[] syscalls = pids.Select(pid => ProcessRunner.CountSystemCallsAsync(pid, perfSeconds)).ToArray();
-        (string output, double wrkCpu, double wrkWall) = ProcessRunner.RunTimed(cpu, wrk(measured), TimeSpan.FromSeconds(measured + 60));
-        double window = watch.Elapsed.TotalSeconds;
-        double serverCpu = pids.Sum(ServerProbe.CpuSeconds) - cpuBefore;
-        double systemCpu = SystemCpu.Read().BusySeconds - system0.BusySeconds;
-        long? calls = syscalls.All(t => t.Result is not null) ? syscalls.Sum(t => t.Result!.Value) : null;
-        double rps = ServerProbe.ParseDouble(ServerProbe.RequestsPerSecond().Match(output));
-        long requests = (long)ServerProbe.ParseDouble(ServerProbe.TotalRequests().Match(output));
-        Match errors = ServerProbe.SocketErrors().Match(output);
-        long errorCount = errors.Success ? Enumerable.Range(1, 4).Sum(i => long.Parse(errors.Groups[i].Value, CultureInfo.InvariantCulture)) : 0;
-        Match non2xx = ServerProbe.Non2xx().Match(output);
-        return new Sample(scenario.Name, variant, rps,
-            calls is null ? double.NaN : calls.Value / (rps * perfSeconds),
-            serverCpu * 1e6 / Math.Max(1, requests),
-            errorCount,
-            non2xx.Success ? long.Parse(non2xx.Groups[1].Value, CultureInfo.InvariantCulture) : 0)
+        WrkRun run = WrkRun.Measure(settings, $"http://127.0.0.1:{port}{scenario.Path}", scenario.Connections, scenario.WrkExtra, pids, tail);
+        return new Sample(scenario.Name, variant, run.Rps, run.SyscallsPerRequest, run.CpuUsPerRequest, run.Errors, run.Non2xx)
         {
-            ClientBusy = wrkCpu / wrkWall,
-            ServerBusy = serverCpu / window,
-            OtherCpus = Math.Max(0, systemCpu - serverCpu - (double.IsNaN(wrkCpu) ? 0 : wrkCpu)) / window,
+            ClientBusy = run.ClientBusy,
+            ServerBusy = run.ServerBusy,
+            OtherCpus = run.OtherCpus,
         };
     }
 

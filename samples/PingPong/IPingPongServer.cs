@@ -40,6 +40,14 @@ public static class ServerControl
                     Console.WriteLine(FormattableString.Invariant(
                         $"{{\"allocatedBytes\":{bytes},\"transactions\":{tx},\"cpuSeconds\":{cpuSeconds:F3},\"commands\":{delta.Commands},\"ringSystemCalls\":{delta.SystemCalls},\"completions\":{delta.Completions},\"wakeups\":{delta.Wakeups}}}"));
                     break;
+                case "heap":
+                    // The live managed heap after a full, compacting collection: what connections hold, without garbage.
+                    System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+                    GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+                    GC.WaitForPendingFinalizers();
+                    GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+                    Console.WriteLine(FormattableString.Invariant($"{{\"heapBytes\":{GC.GetTotalMemory(forceFullCollection: false)}}}"));
+                    break;
                 case "quit":
                     return;
             }

@@ -13,7 +13,8 @@
 // --size is the message size for the client and the receive buffer for the server (which echoes
 // whatever it reads, so a server with a large buffer serves any message size). The server answers
 // control lines on stdin: "mark" starts a measurement window, "stats" prints one line of JSON with
-// the window's counters (allocations, CPU, MegaPipe channel counters), "quit" exits.
+// the window's counters (allocations, CPU, MegaPipe channel counters), "heap" prints the live
+// managed heap after a full collection, "quit" exits.
 using PingPong;
 
 var options = PingPongOptions.Parse(args);

@@ -98,5 +98,7 @@ public sealed unsafe partial class MegaPipeChannel
     {
         NativeMemory.Free(_wakeBuffer);
         _wakeBuffer = null;
+        NativeMemory.Free(_drainBuffer);
+        _drainBuffer = null;
     }
 }

@@ -3,6 +3,7 @@ using System.Net.Http;
 using MegaPipe.Transport.FunctionalTests.Infrastructure;
 using MegaPipe.Transport.Internal;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;
 
@@ -83,6 +84,73 @@ public sealed class MegaPipeTransportTests(ITestOutputHelper output) : Transport
         byte[] downloaded = await client.GetByteArrayAsync($"/bytes/{payload.Length}");
         Assert.Equal(TestData.Sha256Hex(payload.Span), TestData.Sha256Hex(downloaded));
         await AssertServerServesAsync(server);
+    }
+
+    private sealed class CustomFeature;
+
+    private sealed class OtherCustomFeature;
+
+    // The connection is its own feature collection: typed slots for the common features and a
+    // dictionary for the rest, with the IFeatureCollection contract (revision, removal by null, enumeration).
+    [Fact]
+    public async Task ConnectionFeatures_BehaveAsAFeatureCollection()
+    {
+        TaskCompletionSource<string> checkedFeatures = NewSignal<string>();
+        await using TestServer server = await StartServerAsync(
+            app => CommonEndpoints.Map(app),
+            kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Use(next => connection =>
+            {
+                try
+                {
+                    IFeatureCollection features = connection.Features;
+                    Assert.Same(connection, features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionTransportFeature>());
+                    Assert.NotNull(features.Get<IMegaPipeChannelFeature>());
+                    Assert.Null(features.Get<CustomFeature>());
+                    int revision = features.Revision;
+                    var custom = new CustomFeature();
+                    features.Set(custom);
+                    Assert.Same(custom, features.Get<CustomFeature>());
+                    Assert.Same(custom, features[typeof(CustomFeature)]);
+                    Assert.True(features.Revision > revision);
+                    Type[] types = features.Select(f => f.Key).ToArray();
+                    Assert.Contains(typeof(CustomFeature), types);
+                    Assert.Contains(typeof(IMegaPipeChannelFeature), types);
+                    Assert.Equal(types.Length, types.Distinct().Count());
+                    // A second type of its own (the spare slot or the dictionary, whichever is free).
+                    var other = new OtherCustomFeature();
+                    features.Set(other);
+                    Assert.Same(other, features.Get<OtherCustomFeature>());
+                    Assert.Same(custom, features.Get<CustomFeature>());
+                    features.Set<CustomFeature>(null);
+                    Assert.Null(features.Get<CustomFeature>());
+                    Assert.Same(other, features.Get<OtherCustomFeature>());
+                    features.Set(custom);
+                    Assert.Same(custom, features.Get<CustomFeature>());
+                    features.Set<OtherCustomFeature>(null);
+                    features.Set<CustomFeature>(null);
+                    Assert.Null(features.Get<OtherCustomFeature>());
+                    Assert.Null(features.Get<CustomFeature>());
+                    Assert.DoesNotContain(typeof(CustomFeature), features.Select(f => f.Key));
+                    // A slot feature replaced and read back (Kestrel sets some of these).
+                    var tags = new TagsFeature();
+                    features.Set<Microsoft.AspNetCore.Connections.Features.IConnectionMetricsTagsFeature>(tags);
+                    Assert.Same(tags, features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionMetricsTagsFeature>());
+                    checkedFeatures.TrySetResult("ok");
+                }
+                catch (Exception e)
+                {
+                    checkedFeatures.TrySetResult(e.ToString());
+                }
+                return next(connection);
+            })));
+        using HttpClient client = CreateClient(server);
+        Assert.Equal(CommonEndpoints.Hello, await client.GetStringAsync("/hello"));
+        Assert.Equal("ok", await checkedFeatures.Task.WaitAsync(TestTimeouts.Default));
+    }
+
+    private sealed class TagsFeature : Microsoft.AspNetCore.Connections.Features.IConnectionMetricsTagsFeature
+    {
+        public ICollection<KeyValuePair<string, object?>> Tags { get; } = new List<KeyValuePair<string, object?>>();
     }
 
     [Fact]

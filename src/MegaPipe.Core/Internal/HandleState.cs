@@ -38,6 +38,8 @@ internal sealed class HandleState
     public int InFlight;
     // The descriptor close has been submitted.
     public bool CloseSubmitted;
+    // A graceful close on io_uring: the close is preceded by a receive of what is still unread (see MegaPipeChannel.Close.cs).
+    public bool DrainBeforeClose;
     // The socket holds a process descriptor counted in DescriptorBudget.
     public bool HoldsProcessDescriptor;
 
@@ -64,6 +66,7 @@ internal sealed class HandleState
         External = null;
         InFlight = 0;
         CloseSubmitted = false;
+        DrainBeforeClose = false;
         HoldsProcessDescriptor = false;
         Accept = default;
         ListenerEndPoint = null;

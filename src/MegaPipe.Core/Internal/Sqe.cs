@@ -95,6 +95,20 @@ internal static unsafe class Sqe
         sqe->user_data = userData;
     }
 
+    // recv(2) with MSG_DONTWAIT, which the kernel runs at once and never parks on the socket's
+    // poll (REQ_F_NOWAIT): it returns what is already queued, or EAGAIN.
+    public static void PrepareRecvNow(io_uring_sqe* sqe, int fd, bool fixedFile, void* buffer, int length, ulong userData)
+    {
+        PrepareRecv(sqe, fd, fixedFile, buffer, length, userData);
+        sqe->msg_flags = (uint)MSG_DONTWAIT;
+    }
+
+    // The next entry of the submission runs after this one completes, whatever its result
+    // (IOSQE_IO_HARDLINK; IOSQE_IO_LINK would cancel the next one when this one fails). The link
+    // holds within one submission only: the next entry must be filled before the SQ is submitted.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void HardLink(io_uring_sqe* sqe) => sqe->flags |= IOSQE_IO_HARDLINK;
+
     // A continuous receive: IORING_RECV_MULTISHOT (in ioprio) keeps the request armed, one CQE
     // per arrival with IORING_CQE_F_MORE while it stays armed; IOSQE_BUFFER_SELECT has the kernel
     // pick each buffer from bufferGroup (a provided-buffer ring) and name it in the CQE's flags.
@@ -163,7 +177,8 @@ internal static unsafe class Sqe
         sqe->user_data = userData;
     }
 
-    // shutdown(2): how (SHUT_RD, SHUT_WR, SHUT_RDWR) in len. The kernel runs it on a worker thread.
+    // shutdown(2): how (SHUT_RD, SHUT_WR, SHUT_RDWR) in len. The kernel always runs it on an
+    // io-wq worker thread (it may block), which costs a thread wake-up and context switch each.
     public static void PrepareShutdown(io_uring_sqe* sqe, int fd, bool fixedFile, int how, ulong userData)
     {
         sqe->opcode = IORING_OP_SHUTDOWN;

@@ -50,6 +50,7 @@ internal static unsafe partial class Interop
 
     // io_uring_sqe.flags.
     internal const byte IOSQE_FIXED_FILE = 1 << 0;
+    internal const byte IOSQE_IO_HARDLINK = 1 << 3;
     internal const byte IOSQE_BUFFER_SELECT = 1 << 5;
     internal const byte IOSQE_CQE_SKIP_SUCCESS = 1 << 6;
 

@@ -2,6 +2,7 @@
 
 using System.Buffers;
 using System.Diagnostics;
+using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 
@@ -27,6 +28,16 @@ internal sealed class ChannelThread
         Options = options;
         Logger = logger;
         MemoryPool = memoryPoolFactory?.Create(new MemoryPoolOptions { Owner = "MegaPipe" }) ?? MemoryPool<byte>.Shared;
+        // The pipes of every connection on this channel share their options (PipeOptions is immutable).
+        PipeScheduler applicationScheduler = options.UnsafeInlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
+        long maxRead = options.MaxReadBufferSize > 0 ? options.MaxReadBufferSize : 0;
+        long maxWrite = options.MaxWriteBufferSize > 0 ? options.MaxWriteBufferSize : 0;
+        // Input: the channel writes, the application reads (on the thread pool unless inline).
+        InputPipeOptions = new PipeOptions(MemoryPool, applicationScheduler, PipeScheduler.Inline, maxRead, maxRead / 2, useSynchronizationContext: false);
+        // Output: the application writes. The reader callback only posts to the channel: inline when the application
+        // runs on the channel anyway; otherwise queued behind the application's current work item, so a burst of
+        // flushes (pipelined responses) reaches the channel as one send rather than one wake-up each.
+        OutputPipeOptions = new PipeOptions(MemoryPool, applicationScheduler, applicationScheduler, maxWrite, maxWrite / 2, useSynchronizationContext: false);
         _thread = new Thread(Run) { IsBackground = true, Name = ThreadNamePrefix + index.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         FileReader = new ChannelFileReader(this);
     }
@@ -35,6 +46,8 @@ internal sealed class ChannelThread
     public MegaPipeTransportOptions Options { get; }
     public ILogger Logger { get; }
     public MemoryPool<byte> MemoryPool { get; }
+    public PipeOptions InputPipeOptions { get; }
+    public PipeOptions OutputPipeOptions { get; }
     // File reads through this channel: the IMegaPipeFileReader / IMegaPipeChannelFeature of its connections.
     public ChannelFileReader FileReader { get; }
     // TLS on this channel (channel thread only): the ciphertext buffers of sends in flight, and the handshakes that

@@ -15,7 +15,7 @@ namespace MegaPipe.Transport.Internal;
 // to the output pipe is sent by the owning channel, one send in flight at a time. Every field
 // below "channel-thread state" is touched only on the channel thread; other threads reach the
 // connection by setting a pending flag and posting it to the channel.
-internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWorkItem, IChannelEventHandler,
+internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWorkItem, IChannelEventHandler, IDuplexPipe,
     IConnectionIdFeature, IConnectionTransportFeature, IConnectionItemsFeature, IMemoryPoolFeature,
     IConnectionLifetimeFeature, IConnectionEndPointFeature
 {
@@ -61,30 +61,14 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         _handle = handle;
         LocalEndPoint = localEndPoint;
         RemoteEndPoint = remoteEndPoint;
-        MegaPipeTransportOptions options = thread.Options;
-        MemoryPool<byte> pool = thread.MemoryPool;
-        PipeScheduler applicationScheduler = options.UnsafeInlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
-        long maxRead = options.MaxReadBufferSize > 0 ? options.MaxReadBufferSize : 0;
-        long maxWrite = options.MaxWriteBufferSize > 0 ? options.MaxWriteBufferSize : 0;
-        // Input: the channel writes, the application reads (on the thread pool unless inline).
-        _input = new Pipe(new PipeOptions(pool, applicationScheduler, PipeScheduler.Inline, maxRead, maxRead / 2, useSynchronizationContext: false));
-        // Output: the application writes. The reader callback only posts to the channel: inline when the application
-        // runs on the channel anyway; otherwise queued behind the application's current work item, so a burst of
-        // flushes (pipelined responses) reaches the channel as one send rather than one wake-up each.
-        _output = new Pipe(new PipeOptions(pool, applicationScheduler, applicationScheduler, maxWrite, maxWrite / 2, useSynchronizationContext: false));
-        Transport = new DuplexPipe(_input.Reader, _output.Writer);
+        _input = new Pipe(thread.InputPipeOptions);
+        _output = new Pipe(thread.OutputPipeOptions);
+        _transport = this;
         _outputReadyCallback = () => SchedulePending(PendingOutput);
         _resumeCallback = () => SchedulePending(PendingResume);
         ConnectionClosed = _closedTokenSource.Token;
 
-        var features = new FeatureCollection();
-        features.Set<IConnectionIdFeature>(this);
-        features.Set<IConnectionTransportFeature>(this);
-        features.Set<IConnectionItemsFeature>(this);
-        features.Set<IMemoryPoolFeature>(this);
-        features.Set<IConnectionLifetimeFeature>(this);
-        features.Set<IConnectionEndPointFeature>(this);
-        Features = features;
+        InitializeFeatures();
 
         _channel.SetCookie(handle, this);
         _thread.OnConnectionOpened();
@@ -98,7 +82,8 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         set => _connectionId = value;
     }
 
-    public override IFeatureCollection Features { get; }
+    // The connection is its own feature collection (MegaPipeConnection.Features.cs).
+    public override IFeatureCollection Features => this;
 
     public override IDictionary<object, object?> Items
     {
@@ -106,7 +91,19 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         set => _items = value;
     }
 
-    public override IDuplexPipe Transport { get; set; }
+    // The connection is its own duplex pipe (the input pipe's reader, the output pipe's writer);
+    // middleware may replace it for the connections it wraps.
+    private IDuplexPipe _transport;
+
+    public override IDuplexPipe Transport
+    {
+        get => _transport;
+        set => _transport = value;
+    }
+
+    PipeReader IDuplexPipe.Input => _input.Reader;
+
+    PipeWriter IDuplexPipe.Output => _output.Writer;
 
     public override CancellationToken ConnectionClosed { get; set; }
 
@@ -123,8 +120,9 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
 
     public override async ValueTask DisposeAsync()
     {
-        Transport.Input.Complete();
-        Transport.Output.Complete();
+        // The transport's own pipes, whatever middleware left in Transport.
+        _input.Reader.Complete();
+        _output.Writer.Complete();
         await _closedTask.Task.ConfigureAwait(false);
         _closedTokenSource.Dispose();
         // The MaxConnections slot is free once the socket is closed and Kestrel is done with the
@@ -299,12 +297,6 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
         {
             _input.Writer.Complete(error);
         }
-    }
-
-    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-        public PipeWriter Output { get; } = output;
     }
 
     private sealed class ConnectionItems : Dictionary<object, object?>

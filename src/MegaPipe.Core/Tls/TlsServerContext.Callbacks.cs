@@ -147,7 +147,15 @@ public sealed unsafe partial class TlsServerContext
             {
                 return 0;
             }
-            return encrypt == 1 ? keys.Encrypt(keyName, iv, cipherContext, macContext) : keys.Decrypt(keyName, iv, cipherContext, macContext);
+            if (encrypt == 1)
+            {
+                return keys.Encrypt(keyName, iv, cipherContext, macContext);
+            }
+            int result = keys.Decrypt(keyName, iv, cipherContext, macContext);
+            // 2 = "valid, issue a new one": TLS 1.3 clients use each ticket once (RFC 8446, appendix C.4), so a resumption
+            // must leave them a fresh ticket or their next connection is a full handshake (OpenSSL issues none after a
+            // TLS 1.3 resumption unless asked). A TLS 1.2 ticket is reused and renewed only when its key is retiring.
+            return result == 1 && Interop.SSL_version(ssl) == Interop.Ssl.TLS1_3_VERSION ? 2 : result;
         }
         catch (Exception e)
         {

@@ -2,10 +2,12 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 // The sample's HTTPS option: --https_url https://127.0.0.1:5001 (several separated by ';'), with the certificate
 // from --cert FILE --key FILE (PEM, as nginx's ssl_certificate / ssl_certificate_key) or, without them, a self-signed
-// RSA-2048 certificate for localhost made at start. --tls channel (the default) terminates TLS on the MegaPipe
+// RSA-2048 certificate for localhost made at start; --ssl_session_tickets off turns resumption off (as nginx's
+// directive; channel TLS only). --tls channel (the default) terminates TLS on the MegaPipe
 // channels (UseMegaPipeHttps); --tls sslstream keeps Kestrel's own UseHttps (SslStream), for comparison. Explicit
 // endpoints replace --urls in Kestrel, so the HTTP URLs given with --urls (none by default then) are listened on here.
 internal static class HttpsEndpoints
@@ -32,7 +34,15 @@ internal static class HttpsEndpoints
         {
             throw new ArgumentException("--cert and --key go together (PEM certificate and private key files)");
         }
-        X509Certificate2? generated = certificatePath is null ? CreateSelfSigned() : null;
+        bool tickets = (config["ssl_session_tickets"] ?? "on") switch
+        {
+            "on" => true,
+            "off" => false,
+            string other => throw new ArgumentException($"unknown --ssl_session_tickets '{other}': use on or off"),
+        };
+        X509Certificate2 certificate = certificatePath is null
+            ? CreateSelfSigned()
+            : X509Certificate2.CreateFromPemFile(Path.GetFullPath(certificatePath), Path.GetFullPath(keyPath!));
         // The --urls are listened on below with the HTTPS ones; left as well, Kestrel would warn that it overrides them.
         builder.WebHost.UseSetting(WebHostDefaults.ServerUrlsKey, "");
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -42,24 +52,15 @@ internal static class HttpsEndpoints
                 Listen(kestrel, url, listen =>
                 {
                     listen.Protocols = HttpProtocols.Http1AndHttp2;
-                    if (certificatePath is not null)
+                    var https = new HttpsConnectionAdapterOptions { ServerCertificate = certificate };
+                    if (onChannels)
                     {
-                        if (onChannels)
-                        {
-                            listen.UseMegaPipeHttpsFromPem(Path.GetFullPath(certificatePath), Path.GetFullPath(keyPath!));
-                        }
-                        else
-                        {
-                            listen.UseHttps(X509Certificate2.CreateFromPemFile(Path.GetFullPath(certificatePath), Path.GetFullPath(keyPath!)));
-                        }
-                    }
-                    else if (onChannels)
-                    {
-                        listen.UseMegaPipeHttps(generated!);
+                        // nginx's ssl_session_tickets: TLS 1.3 and TLS 1.2 session tickets (resumption) on or off.
+                        listen.UseMegaPipeHttps(https, tls => tls.SessionTickets = tickets);
                     }
                     else
                     {
-                        listen.UseHttps(generated!);
+                        listen.UseHttps(https);
                     }
                 });
             }

@@ -119,6 +119,20 @@ public static class ListenOptionsMegaPipeHttpsExtensions
     }
 
     /// <summary>
+    /// HTTPS on the channels with exactly <paramref name="httpsOptions"/>, and <paramref name="configureTls"/> adjusting
+    /// what the TLS engine is built from beyond them (session tickets and their rotation, TLS 1.3 tickets per
+    /// handshake: see <see cref="TlsServerOptions"/>). It runs when the endpoint binds, after the mapping of
+    /// <paramref name="httpsOptions"/>; on the SslStream fallback it has no effect.
+    /// </summary>
+    public static ListenOptions UseMegaPipeHttps(this ListenOptions listenOptions, HttpsConnectionAdapterOptions httpsOptions, Action<TlsServerOptions> configureTls)
+    {
+        ArgumentNullException.ThrowIfNull(configureTls);
+        listenOptions.UseMegaPipeHttps(httpsOptions);
+        listenOptions.ApplicationServices.GetService<HttpsEndpointRegistry>()?.Find(listenOptions.EndPoint)?.SetEngineConfiguration(configureTls);
+        return listenOptions;
+    }
+
+    /// <summary>
     /// HTTPS on the channels with a PEM certificate file and a PEM private key file, as nginx's <c>ssl_certificate</c>
     /// and <c>ssl_certificate_key</c>: the certificate file holds the leaf and then any intermediates (sent as the
     /// chain); the key is RSA or EC (PKCS#8, PKCS#1 or SEC1; encrypted PKCS#8 with <paramref name="keyPassword"/>).

@@ -326,6 +326,21 @@ public abstract partial class TransportTests
         server.AssertNoErrorsLogged();
     }
 
+    // The engine's own settings beyond HttpsConnectionAdapterOptions: with session tickets off nothing resumes.
+    [Fact]
+    public async Task UseMegaPipeHttps_EngineSettings_SessionTicketsOff()
+    {
+        await using TestServer server = await TestServer.StartAsync(Transport, app => CommonEndpoints.Map(app), kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen =>
+            listen.UseMegaPipeHttps(new HttpsConnectionAdapterOptions { ServerCertificate = TestCertificate.Certificate }, tls => tls.SessionTickets = false)), output: Output);
+        using ClientProcess python = await TlsClients.PythonAsync(server.EndPoint, "resume", "1.3");
+        Assert.True(python.ExitCode == 0, python.ToString());
+        string[] lines = python.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal("reused False TLSv1.3", lines[0]);
+        // On the channels the engine issued no ticket; Kestrel's SslStream (the fallback elsewhere) still resumes.
+        Assert.Equal(ExpectedTerminator(HttpsMode.UseMegaPipeHttps) == TlsInfo.Channel ? "reused False TLSv1.3" : "reused True TLSv1.3", lines[1]);
+        server.AssertNoErrorsLogged();
+    }
+
     [Theory]
     [InlineData(HttpsMode.UseHttps)]
     [InlineData(HttpsMode.UseMegaPipeHttps)]

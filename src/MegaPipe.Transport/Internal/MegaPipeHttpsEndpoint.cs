@@ -22,6 +22,8 @@ internal sealed class MegaPipeHttpsEndpoint : IDisposable
     // Guards _context and _fallbackReason.
     private readonly Lock _gate = new();
     private HttpsConnectionAdapterOptions? _options;
+    // Further settings of the TLS engine (UseMegaPipeHttps with a TlsServerOptions callback), applied after the mapping.
+    private Action<TlsServerOptions>? _configureTls;
     private TlsServerContext? _context;
     // Why this endpoint is not terminated on the channels (null while it can be).
     private string? _fallbackReason;
@@ -54,6 +56,8 @@ internal sealed class MegaPipeHttpsEndpoint : IDisposable
 
     /// <summary>The handshake deadline the transport enforces, as Kestrel's HttpsConnectionAdapterOptions.HandshakeTimeout.</summary>
     public TimeSpan HandshakeTimeout => Options.HandshakeTimeout;
+
+    public void SetEngineConfiguration(Action<TlsServerOptions> configure) => _configureTls = configure;
 
     public void SetOptions(HttpsConnectionAdapterOptions options)
     {
@@ -112,7 +116,9 @@ internal sealed class MegaPipeHttpsEndpoint : IDisposable
             HttpProtocols protocols = _listenOptions.Protocols;
             try
             {
-                _context = new TlsServerContext(HttpsOptionsMapping.ToTlsServerOptions(options, protocols));
+                TlsServerOptions tls = HttpsOptionsMapping.ToTlsServerOptions(options, protocols);
+                _configureTls?.Invoke(tls);
+                _context = new TlsServerContext(tls);
             }
             catch (Exception e) when (e is TlsException or ArgumentException)
             {

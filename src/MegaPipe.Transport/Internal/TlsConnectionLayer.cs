@@ -124,7 +124,9 @@ internal sealed class TlsConnectionLayer : ITlsConnectionFeature, ITlsHandshakeF
     public ReadOnlyMemory<byte> EncryptForSend(in ReadOnlySequence<byte> plaintext, bool closeAfter, out long consumed)
     {
         Debug.Assert(_sending is null, "one send in flight");
-        byte[] buffer = _buffers.Rent(plaintext.Length + _session.PendingOutputLength);
+        // Room for the records (each adds at most MaxRecordOverhead), what is pending, and close_notify.
+        long records = 1 + (plaintext.Length / TlsSession.MaxRecordPlaintext);
+        byte[] buffer = _buffers.Rent(plaintext.Length + _session.PendingOutputLength + (records + (closeAfter ? 1 : 0)) * TlsSession.MaxRecordOverhead);
         TlsWriteStatus status = _session.Encrypt(plaintext, buffer, out consumed, out int written);
         if (status == TlsWriteStatus.Failed)
         {

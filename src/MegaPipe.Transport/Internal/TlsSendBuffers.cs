@@ -7,43 +7,47 @@ namespace MegaPipe.Transport.Internal;
 
 // The ciphertext buffers of one channel's TLS sends. A connection holds one only while its send is in flight (the
 // kernel reads it until the Write completion, or until the Close event of a cancelled send), so an idle TLS
-// connection holds none, as nginx releases its ssl_buffer between writes. Two sizes: one whole maximum-size record
-// for small writes (handshake flights, small responses), four for large ones (a 64 KiB output pipe read in one send).
-// Pinned, because the kernel reads them; channel thread only, so no locking.
+// connection holds none, as nginx releases its ssl_buffer between writes. Three sizes, so that the many small sends
+// (a response of a few hundred bytes, a ticket, an alert) take small buffers: 4 KiB; one whole maximum-size record;
+// four of them (a 64 KiB output pipe read in one send). Pinned, because the kernel reads them; channel thread only,
+// so no locking. Enough free buffers are kept for every connection of a busy channel to send at once: a pool that
+// dropped them would make each send a pinned allocation (measured: a background GC thread took 17% of the CPU of a
+// keep-alive TLS load with 128 connections and 64 kept).
 internal sealed class TlsSendBuffers
 {
-    public const int SmallSize = TlsSession.RecommendedOutputBufferSize;
+    public const int SmallSize = 4096;
+    public const int RecordSize = TlsSession.RecommendedOutputBufferSize;
     public const int LargeSize = 4 * TlsSession.RecommendedOutputBufferSize;
 
-    // Free buffers kept for reuse; beyond these, returned buffers are left to the GC.
-    private const int MaxFreeSmall = 64;
-    private const int MaxFreeLarge = 16;
+    // Free buffers kept per size (at most 4 + 4 + 4 MiB per channel); beyond these, returned buffers go to the GC.
+    private const int MaxFreeSmall = 1024;
+    private const int MaxFreeRecord = 256;
+    private const int MaxFreeLarge = 64;
 
     private readonly Stack<byte[]> _small = new();
+    private readonly Stack<byte[]> _record = new();
     private readonly Stack<byte[]> _large = new();
 
-    /// <summary>A buffer of <see cref="SmallSize"/>, or <see cref="LargeSize"/> when <paramref name="wanted"/> needs more.</summary>
+    /// <summary>The smallest buffer that takes <paramref name="wanted"/> bytes of records, or the largest.</summary>
     public byte[] Rent(long wanted)
     {
-        bool large = wanted > SmallSize;
-        Stack<byte[]> free = large ? _large : _small;
-        return free.Count > 0 ? free.Pop() : GC.AllocateUninitializedArray<byte>(large ? LargeSize : SmallSize, pinned: true);
+        (Stack<byte[]> free, int size) = wanted <= SmallSize ? (_small, SmallSize) : wanted <= RecordSize ? (_record, RecordSize) : (_large, LargeSize);
+        return free.Count > 0 ? free.Pop() : GC.AllocateUninitializedArray<byte>(size, pinned: true);
     }
 
-    /// <summary>Takes a buffer back once nothing (kernel included) reads it any more.</summary>
+    /// <summary>Takes a buffer back once nothing (the kernel included) reads it any more.</summary>
     public void Return(byte[] buffer)
     {
-        Debug.Assert(buffer.Length is SmallSize or LargeSize, "a buffer of this pool");
-        if (buffer.Length == LargeSize)
+        Debug.Assert(buffer.Length is SmallSize or RecordSize or LargeSize, "a buffer of this pool");
+        (Stack<byte[]> free, int max) = buffer.Length switch
         {
-            if (_large.Count < MaxFreeLarge)
-            {
-                _large.Push(buffer);
-            }
-        }
-        else if (_small.Count < MaxFreeSmall)
+            SmallSize => (_small, MaxFreeSmall),
+            RecordSize => (_record, MaxFreeRecord),
+            _ => (_large, MaxFreeLarge),
+        };
+        if (free.Count < max)
         {
-            _small.Push(buffer);
+            free.Push(buffer);
         }
     }
 }

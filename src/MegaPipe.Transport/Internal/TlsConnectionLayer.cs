@@ -32,6 +32,11 @@ internal sealed class TlsConnectionLayer : ITlsConnectionFeature, ITlsHandshakeF
     private byte[]? _sending;
     // That send carries no application data (a handshake flight, tickets, an alert, close_notify).
     private bool _sendingStandalone;
+    // Bytes through the session's memory BIOs since the last trim: a BIO grows (and keeps its capacity) only when more
+    // than TrimThreshold bytes sit in it at once, which takes at least that many through it.
+    private long _throughSinceTrim;
+
+    private const int TrimThreshold = 4096;
 
     // What Kestrel reads (copied at completion).
     private SslProtocols _protocol;
@@ -87,7 +92,11 @@ internal sealed class TlsConnectionLayer : ITlsConnectionFeature, ITlsHandshakeF
 
     public string? FailureReason => _session.FailureReason;
 
-    public void Feed(ReadOnlySpan<byte> ciphertext) => _session.Feed(ciphertext);
+    public void Feed(ReadOnlySpan<byte> ciphertext)
+    {
+        _throughSinceTrim += ciphertext.Length;
+        _session.Feed(ciphertext);
+    }
 
     public void CompleteInput() => _session.CompleteInput();
 
@@ -142,6 +151,7 @@ internal sealed class TlsConnectionLayer : ITlsConnectionFeature, ITlsHandshakeF
         }
         _sending = buffer;
         _sendingStandalone = false;
+        _throughSinceTrim += written;
         return buffer.AsMemory(0, written);
     }
 
@@ -158,6 +168,7 @@ internal sealed class TlsConnectionLayer : ITlsConnectionFeature, ITlsHandshakeF
         int written = _session.TakeOutput(buffer);
         _sending = buffer;
         _sendingStandalone = true;
+        _throughSinceTrim += written;
         return buffer.AsMemory(0, written);
     }
 
@@ -181,11 +192,16 @@ internal sealed class TlsConnectionLayer : ITlsConnectionFeature, ITlsHandshakeF
         _sendingStandalone = false;
     }
 
-    /// <summary>The connection is idle (nothing to send, waiting for the peer): grown record buffers go back to OpenSSL.</summary>
+    /// <summary>
+    /// The connection is idle (nothing to send, waiting for the peer): memory BIOs that grew are replaced. Skipped
+    /// (no native call) while too few bytes went through them since the last time for either to have grown: the
+    /// usual small request and response cost nothing here.
+    /// </summary>
     public void TrimIfIdle()
     {
-        if (_sending is null && _phase == Phase.Established)
+        if (_throughSinceTrim > TrimThreshold && _sending is null && _phase == Phase.Established)
         {
+            _throughSinceTrim = 0;
             _session.TrimBuffers();
         }
     }

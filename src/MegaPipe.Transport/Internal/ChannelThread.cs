@@ -54,6 +54,7 @@ internal sealed class ChannelThread
     // must finish by their deadline (checked by this loop; no timer per connection).
     public TlsSendBuffers TlsSendBuffers { get; } = new();
     public HandshakeDeadlines HandshakeDeadlines { get; } = new();
+    public TlsHandshakeCounters TlsHandshakes { get; } = new();
     public MegaPipeChannel Channel => _channel!;
     // Live connections and listener registrations on this channel (written on the channel thread only).
     public int Registrations { get; set; }

@@ -77,12 +77,14 @@ internal sealed partial class MegaPipeConnection
         _thread.HandshakeDeadlines.Remove(tls);
         if (status == TlsHandshakeStatus.Failed)
         {
+            _thread.TlsHandshakes.Failure();
             MegaPipeTlsLog.HandshakeFailed(_thread.Logger, ConnectionId, tls.FailureReason ?? "unknown reason");
             // The alert OpenSSL queued, then the close (which waits for it); Kestrel never sees the connection.
             FlushTlsOutput();
             BeginClose();
             return false;
         }
+        _thread.TlsHandshakes.Completed(tls.IsResumed);
         MegaPipeTlsLog.Established(_thread.Logger, ConnectionId, tls.Protocol, tls.CipherSuiteName, tls.IsResumed ? "resumed" : "full handshake");
         // Kestrel's HTTPS middleware passes a connection with these through; SslStream is never involved.
         Features.Set<ITlsConnectionFeature>(tls);
@@ -272,6 +274,7 @@ internal sealed partial class MegaPipeConnection
     {
         if (timedOut)
         {
+            _thread.TlsHandshakes.Timeout();
             MegaPipeTlsLog.HandshakeTimedOut(_thread.Logger, ConnectionId, _tls!.Endpoint.HandshakeTimeout);
         }
         else

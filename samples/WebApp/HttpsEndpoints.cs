@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Https;
 // The sample's HTTPS option: --https_url https://127.0.0.1:5001 (several separated by ';'), with the certificate
 // from --cert FILE --key FILE (PEM, as nginx's ssl_certificate / ssl_certificate_key) or, without them, a self-signed
 // RSA-2048 certificate for localhost made at start; --ssl_session_tickets off turns resumption off (as nginx's
-// directive; channel TLS only). --tls channel (the default) terminates TLS on the MegaPipe
+// directive). --tls channel (the default) terminates TLS on the MegaPipe
 // channels (UseMegaPipeHttps); --tls sslstream keeps Kestrel's own UseHttps (SslStream), for comparison. Explicit
 // endpoints replace --urls in Kestrel, so the HTTP URLs given with --urls (none by default then) are listened on here.
 internal static class HttpsEndpoints
@@ -60,6 +60,11 @@ internal static class HttpsEndpoints
                     }
                     else
                     {
+                        // SslStream resumes TLS 1.3 sessions on its own; for a like-for-like "off", as the channels.
+                        if (!tickets)
+                        {
+                            https.OnAuthenticate = static (_, ssl) => ssl.AllowTlsResume = false;
+                        }
                         listen.UseHttps(https);
                     }
                 });

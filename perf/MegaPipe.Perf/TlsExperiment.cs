@@ -568,7 +568,7 @@ public sealed partial class TlsExperiment : IExperiment
         return m.Success ? m.Groups[1].Value : "?";
     }
 
-    [GeneratedRegex(@"Protocol\s*:\s*(\S+)[\s\S]*?Cipher\s*:\s*(\S+)")]
+    [GeneratedRegex(@"New, (TLSv[\d.]+), Cipher is (\S+)")]
     private static partial Regex NegotiatedProtocol();
 
     [GeneratedRegex(@"ALPN protocol: (\S+)")]

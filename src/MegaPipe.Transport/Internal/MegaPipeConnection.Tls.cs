@@ -21,6 +21,8 @@ internal sealed partial class MegaPipeConnection
 {
     // Null for plain connections.
     private TlsConnectionLayer? _tls;
+    // The handshake's next step waits in the channel's HandshakeScheduler (at most once).
+    private bool _handshakeDeferred;
 
     // On the channel thread, right after the accept: the handshake starts with the client's first bytes, and
     // HandshakeTimeout runs from now.
@@ -28,8 +30,9 @@ internal sealed partial class MegaPipeConnection
     {
         var tls = new TlsConnectionLayer(endpoint, context, _thread.TlsSendBuffers, this);
         tls.HandshakeAbandoned = OnTlsHandshakeAbandoned;
+        tls.Deadlines = _thread.TlsDeadlines;
         _tls = tls;
-        _thread.HandshakeDeadlines.Add(tls, endpoint.HandshakeTimeout, Environment.TickCount64);
+        _thread.TlsDeadlines.Add(tls, endpoint.HandshakeTimeout, Environment.TickCount64);
     }
 
     private void OnTlsReceive(in CompletionEvent completion)
@@ -57,12 +60,46 @@ internal sealed partial class MegaPipeConnection
             }
             tls.CompleteInput();
         }
-        if (!tls.IsHandshakeComplete && !AdvanceHandshake(tls, endError))
+        if (!tls.IsHandshakeComplete)
         {
-            return;
+            HandshakeScheduler scheduler = _thread.Handshakes;
+            if (_handshakeDeferred)
+            {
+                return; // fed; the waiting step takes these bytes too
+            }
+            if (!scheduler.TryRunNow())
+            {
+                // This turn's handshakes used their share: the channel's other connections go first.
+                _handshakeDeferred = true;
+                scheduler.Defer(this);
+                return;
+            }
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            bool completed = AdvanceHandshake(tls, endError);
+            scheduler.Charge(start);
+            if (!completed)
+            {
+                return;
+            }
         }
         DecryptIntoInput(tls, endError);
         FlushTlsOutput();
+    }
+
+    // The handshake step HandshakeScheduler held back, in a later turn (the connection may have closed meanwhile).
+    public void RunDeferredHandshake()
+    {
+        _handshakeDeferred = false;
+        TlsConnectionLayer tls = _tls!;
+        if (!_lifetime.IsOpen || tls.IsHandshakeComplete)
+        {
+            return;
+        }
+        if (AdvanceHandshake(tls, endError: null))
+        {
+            DecryptIntoInput(tls, endError: null);
+            FlushTlsOutput();
+        }
     }
 
     // True once the handshake has completed and the connection went to Kestrel.
@@ -74,7 +111,7 @@ internal sealed partial class MegaPipeConnection
             FlushTlsOutput();
             return false;
         }
-        _thread.HandshakeDeadlines.Remove(tls);
+        _thread.TlsDeadlines.Remove(tls);
         if (status == TlsHandshakeStatus.Failed)
         {
             _thread.TlsHandshakes.Failure();
@@ -291,7 +328,7 @@ internal sealed partial class MegaPipeConnection
     private void OnTlsClosed()
     {
         TlsConnectionLayer tls = _tls!;
-        _thread.HandshakeDeadlines.Remove(tls);
+        _thread.TlsDeadlines.Remove(tls);
         tls.Dispose();
         if (_lifetime.TryWithholdHandOff())
         {

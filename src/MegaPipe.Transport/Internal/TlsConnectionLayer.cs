@@ -63,16 +63,36 @@ internal sealed class TlsConnectionLayer : ITlsConnectionFeature, ITlsHandshakeF
 
     public MegaPipeHttpsEndpoint Endpoint { get; }
 
-    // ---- handshake deadline (HandshakeDeadlines' links) ----
+    // ---- the deadline (TlsDeadlines' links): the handshake timeout, then the idle trim ----
     public long Deadline { get; set; }
-    public HandshakeDeadlines.DeadlineList? DeadlineList { get; set; }
+    public TlsDeadlines.DeadlineList? DeadlineList { get; set; }
     public TlsConnectionLayer? DeadlinePrevious { get; set; }
     public TlsConnectionLayer? DeadlineNext { get; set; }
-    // Called by HandshakeDeadlines when the deadline passed (true), or when the channel stops with the handshake
-    // unfinished (false). Set by the connection.
+    // Called when the handshake deadline passed (true), or when the channel stops with the handshake unfinished
+    // (false). Set by the connection.
     public Action<bool>? HandshakeAbandoned { get; set; }
 
-    public void OnHandshakeAbandoned(bool timedOut) => HandshakeAbandoned?.Invoke(timedOut);
+    // How long an established connection stays quiet before its grown memory BIOs are given back. Trimming after every
+    // exchange made a keep-alive connection with 6 KiB responses free and regrow its write BIO per request.
+    public static readonly TimeSpan IdleTrimDelay = TimeSpan.FromSeconds(1);
+
+    // Exchanges (feeds and sends) so far, and their number when the trim was scheduled: a trim that finds it moved
+    // waits another delay instead (the connection is not idle).
+    private long _activity;
+    private long _activityAtTrimSchedule;
+
+    // TlsDeadlines: this connection's deadline passed.
+    public void OnDeadline(bool stopping)
+    {
+        if (_phase == Phase.Handshaking)
+        {
+            HandshakeAbandoned?.Invoke(!stopping);
+        }
+        else if (!stopping && _phase == Phase.Established)
+        {
+            TrimWhenQuiet();
+        }
+    }
 
     public bool IsHandshakeComplete => _phase == Phase.Established;
 
@@ -95,6 +115,7 @@ internal sealed class TlsConnectionLayer : ITlsConnectionFeature, ITlsHandshakeF
     public void Feed(ReadOnlySpan<byte> ciphertext)
     {
         _throughSinceTrim += ciphertext.Length;
+        _activity++;
         _session.Feed(ciphertext);
     }
 
@@ -152,6 +173,7 @@ internal sealed class TlsConnectionLayer : ITlsConnectionFeature, ITlsHandshakeF
         _sending = buffer;
         _sendingStandalone = false;
         _throughSinceTrim += written;
+        _activity++;
         return buffer.AsMemory(0, written);
     }
 
@@ -193,17 +215,33 @@ internal sealed class TlsConnectionLayer : ITlsConnectionFeature, ITlsHandshakeF
     }
 
     /// <summary>
-    /// The connection is idle (nothing to send, waiting for the peer): memory BIOs that grew are replaced. Skipped
-    /// (no native call) while too few bytes went through them since the last time for either to have grown: the
-    /// usual small request and response cost nothing here.
+    /// The connection may go idle (nothing to send, waiting for the peer): when enough bytes went through its memory
+    /// BIOs for one to have grown, a trim is scheduled for <see cref="IdleTrimDelay"/> from now, unless one is. The
+    /// usual small request and response cost nothing here; a busy connection is not trimmed between its requests.
     /// </summary>
     public void TrimIfIdle()
     {
-        if (_throughSinceTrim > TrimThreshold && _sending is null && _phase == Phase.Established)
+        if (_throughSinceTrim > TrimThreshold && DeadlineList is null && _phase == Phase.Established && Deadlines is { } deadlines)
         {
-            _throughSinceTrim = 0;
-            _session.TrimBuffers();
+            _activityAtTrimSchedule = _activity;
+            deadlines.Add(this, IdleTrimDelay, Environment.TickCount64);
         }
+    }
+
+    // The channel's deadlines (set by the connection).
+    public TlsDeadlines? Deadlines { get; set; }
+
+    // The trim's deadline: quiet since it was scheduled, the grown BIOs go; busy, it waits another delay.
+    private void TrimWhenQuiet()
+    {
+        if (_activity != _activityAtTrimSchedule || _sending is not null)
+        {
+            _activityAtTrimSchedule = _activity;
+            Deadlines!.Add(this, IdleTrimDelay, Environment.TickCount64);
+            return;
+        }
+        _throughSinceTrim = 0;
+        _session.TrimBuffers();
     }
 
     /// <summary>The connection's Close event: the session is freed; nothing of the connection runs after this.</summary>

@@ -4,12 +4,14 @@ using System.Diagnostics;
 
 namespace MegaPipe.Transport.Internal;
 
-// The TLS handshakes of one channel that must finish by a deadline (HttpsConnectionAdapterOptions.HandshakeTimeout),
-// checked by the channel's own loop: no timer or thread per connection. Handshakes with the same timeout start in
-// time order, so each timeout's list is sorted by deadline when appended to at the tail; an endpoint has one timeout,
-// so a channel has a list or two. Add and Remove are O(1) (the links live in the layer); the loop asks for the next
-// deadline to cap its wait and expires the due ones after each turn. Channel thread only.
-internal sealed class HandshakeDeadlines
+// The deadlines of one channel's TLS connections, checked by the channel's own loop (no timer or thread per
+// connection): a handshake that must finish by HttpsConnectionAdapterOptions.HandshakeTimeout, and, once established,
+// the moment an idle connection's grown memory BIOs are given back (TlsConnectionLayer.IdleTrimDelay). Entries with the
+// same delay are added in time order, so each delay's list is sorted by deadline when appended to at the tail; a
+// channel has a list per delay (one handshake timeout per endpoint, and the trim delay). Add and Remove are O(1) (the
+// links live in the layer, which is in at most one list at a time); the loop asks for the next deadline to cap its
+// wait and expires the due ones after each turn. Channel thread only.
+internal sealed class TlsDeadlines
 {
     private readonly List<DeadlineList> _lists = new(1);
 
@@ -17,7 +19,7 @@ internal sealed class HandshakeDeadlines
 
     public void Add(TlsConnectionLayer layer, TimeSpan timeout, long now)
     {
-        Debug.Assert(layer.DeadlineList is null, "a handshake has one deadline");
+        Debug.Assert(layer.DeadlineList is null, "a connection has one deadline at a time");
         long timeoutMs = (long)Math.Ceiling(timeout.TotalMilliseconds);
         DeadlineList? list = null;
         foreach (DeadlineList candidate in _lists)
@@ -49,7 +51,7 @@ internal sealed class HandshakeDeadlines
         Count++;
     }
 
-    // The handshake finished or the connection closed; nothing if it was not waiting.
+    // The handshake finished, the connection closed, or the deadline moves; nothing if it was not waiting.
     public void Remove(TlsConnectionLayer layer)
     {
         if (layer.DeadlineList is not { } list)
@@ -92,7 +94,7 @@ internal sealed class HandshakeDeadlines
         return next == long.MaxValue ? Timeout.InfiniteTimeSpan : TimeSpan.FromMilliseconds(Math.Max(0, next - now));
     }
 
-    /// <summary>Ends every handshake whose deadline has passed (each leaves its list first).</summary>
+    /// <summary>Every deadline that has passed fires (each entry leaves its list first, and may add itself again).</summary>
     public void ExpireDue(long now)
     {
         foreach (DeadlineList list in _lists)
@@ -100,12 +102,12 @@ internal sealed class HandshakeDeadlines
             while (list.Head is { } head && head.Deadline <= now)
             {
                 Remove(head);
-                head.OnHandshakeAbandoned(timedOut: true);
+                head.OnDeadline(stopping: false);
             }
         }
     }
 
-    /// <summary>The channel is stopping: every unfinished handshake ends now instead of at its deadline.</summary>
+    /// <summary>The channel is stopping: every unfinished handshake ends now instead of at its deadline; trims are dropped.</summary>
     public void AbandonAll()
     {
         foreach (DeadlineList list in _lists)
@@ -113,12 +115,12 @@ internal sealed class HandshakeDeadlines
             while (list.Head is { } head)
             {
                 Remove(head);
-                head.OnHandshakeAbandoned(timedOut: false);
+                head.OnDeadline(stopping: true);
             }
         }
     }
 
-    // One timeout's handshakes, oldest first.
+    // One delay's entries, oldest first.
     internal sealed class DeadlineList(long timeoutMs)
     {
         public long TimeoutMs { get; } = timeoutMs;

@@ -12,7 +12,8 @@ public sealed class NginxServer : IDisposable
     private readonly string _dir;
     private readonly Process _master;
 
-    public NginxServer(PerfSettings settings, int port, string types, string serverBody)
+    // listenParameters: after the address of the listen directive, e.g. " ssl http2".
+    public NginxServer(PerfSettings settings, int port, string types, string serverBody, string listenParameters = "")
     {
         _dir = Directory.CreateTempSubdirectory("megapipe-nginx").FullName;
         File.WriteAllText(Path.Combine(_dir, "nginx.conf"), $$"""
@@ -30,7 +31,7 @@ public sealed class NginxServer : IDisposable
               types { {{types}} }
               client_body_temp_path {{_dir}};
               server {
-                listen 127.0.0.1:{{port}} backlog=512;
+                listen 127.0.0.1:{{port}}{{listenParameters}} backlog=512;
                 {{serverBody}}
               }
             }

@@ -28,6 +28,7 @@ IExperiment[] experiments =
     new ScalingExperiment(),
     new MemcachedExperiment(),
     new NginxExperiment(),
+    new TlsExperiment(),
     new EndpointsExperiment(),
     new StartupExperiment(),
     new ColdStartExperiment(),

@@ -14,6 +14,10 @@
 #   --duration S            seconds of soak load (600)
 #   --warmup S              seconds of the same load before the baseline (20)
 #   --transport T           megapipe (default) or sockets (Kestrel's own, to check the harness)
+#   --tls                   the load over HTTPS: WebApp --https_url with a fresh RSA-2048 certificate, TLS on the
+#                           channels (UseMegaPipeHttps); wrk, the reset client (with resets mid-handshake) and the
+#                           shutdown checker all over TLS; /_diag stays plain HTTP
+#   --tls-mode M            channel (default: UseMegaPipeHttps) or sslstream (Kestrel's UseHttps), with --tls
 #   --server-args "..."     more WebApp arguments, e.g. "--MegaPipe:UnsafeInlineScheduling true"
 #   --keepalive N           wrk keep-alive connections on /plaintext (16); half as many on /json + /6k.html
 #   --close N               wrk Connection: close connections (4)
@@ -21,7 +25,7 @@
 #   --shutdown-connections N  checker connections in the shutdown phase (48)
 #   --nice N                niceness of the server and the clients (10), so the machine stays usable
 #   --work DIR              build output, logs and samples (a new /tmp/megapipe-soak.XXXXXX)
-#   --results FILE          the report (perf/results/soak.md; "-" for none)
+#   --results FILE          the report (perf/results/soak.md, soak-tls.md with --tls; "-" for none)
 # Needs: the .NET SDK, wrk and curl (installed with apt-get when missing and running as root).
 set -euo pipefail
 
@@ -29,6 +33,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DURATION=600
 WARMUP=20
 TRANSPORT=megapipe
+TLS=0
+TLS_MODE=channel
 SERVER_ARGS=""
 KA=16
 CLOSE=4
@@ -36,7 +42,7 @@ RESETS=4
 SHUTDOWN_CONNECTIONS=48
 NICE=10
 WORK=""
-RESULTS="$REPO/perf/results/soak.md"
+RESULTS=""
 SETTLE_TIMEOUT=60
 # Every client closes or resets its connections when the load stops: they must be gone this soon.
 DRAIN_LIMIT=10
@@ -48,6 +54,8 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
     --transport) TRANSPORT=$2; shift 2 ;;
+    --tls) TLS=1; shift ;;
+    --tls-mode) TLS_MODE=$2; shift 2 ;;
     --server-args) SERVER_ARGS=$2; shift 2 ;;
     --keepalive) KA=$2; shift 2 ;;
     --close) CLOSE=$2; shift 2 ;;
@@ -61,6 +69,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 KA_MIX=$(( (KA + 1) / 2 ))
+# The HTTPS soak has its own report beside the plain one.
+[ -n "$RESULTS" ] || RESULTS="$REPO/perf/results/$( [ "$TLS" = 1 ] && echo soak-tls.md || echo soak.md)"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf 'soak: %s\n' "$*" >&2; exit 2; }
@@ -117,10 +127,21 @@ head -c 1048576 /dev/urandom >"$WORK/content/wwwroot/soak-1m.bin"
 LARGE="$WORK/content/wwwroot/soak-1m.bin"
 SMALL="$WORK/content/wwwroot/6k.html"
 
+# HTTPS: a certificate for the run (RSA-2048, as the benchmarks use), and WebApp's HTTPS endpoint on port 0.
+TLS_ARGS=""
+SOAK_TLS=""
+if [ "$TLS" = 1 ]; then
+  command -v openssl >/dev/null 2>&1 || die "openssl is missing (apt-get install openssl)"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1 || die "openssl could not make a certificate"
+  TLS_ARGS="--https_url https://127.0.0.1:0 --cert $WORK/cert.pem --key $WORK/key.pem --tls $TLS_MODE"
+  SOAK_TLS="--tls"
+fi
+
 # ---- server --------------------------------------------------------------------------------
 # shellcheck disable=SC2086
 nice -n "$NICE" "$WORK/webapp/WebApp" --urls http://127.0.0.1:0 --contentRoot "$WORK/content" \
-  --transport "$TRANSPORT" --diagnostics $SERVER_ARGS >"$WORK/server.log" 2>&1 &
+  --transport "$TRANSPORT" --diagnostics $TLS_ARGS $SERVER_ARGS >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 PORT=""
 for _ in $(seq 300); do
@@ -131,7 +152,19 @@ for _ in $(seq 300); do
 done
 [ -n "$PORT" ] || { cat "$WORK/server.log"; die "WebApp did not report its port within 30 s"; }
 BASE="http://127.0.0.1:$PORT"
-log "WebApp ($TRANSPORT) pid $SERVER_PID on $BASE; logs and samples in $WORK"
+# The load's endpoint: the same server over HTTPS with --tls (/_diag stays on BASE).
+LOAD_PORT=$PORT
+if [ "$TLS" = 1 ]; then
+  LOAD_PORT=""
+  for _ in $(seq 100); do
+    LOAD_PORT=$(grep -oE 'Now listening on: https://127\.0\.0\.1:[0-9]+' "$WORK/server.log" 2>/dev/null | head -1 | grep -oE '[0-9]+$' || true)
+    [ -n "$LOAD_PORT" ] && break
+    sleep 0.1
+  done
+  [ -n "$LOAD_PORT" ] || { cat "$WORK/server.log"; die "WebApp did not report its HTTPS port"; }
+fi
+LOAD_BASE="$( [ "$TLS" = 1 ] && echo https || echo http )://127.0.0.1:$LOAD_PORT"
+log "WebApp ($TRANSPORT$( [ "$TLS" = 1 ] && echo ", HTTPS $TLS_MODE")) pid $SERVER_PID, load on $LOAD_BASE, /_diag on $BASE; logs and samples in $WORK"
 
 # ---- figures -------------------------------------------------------------------------------
 diag() { curl -sf --max-time 30 "$BASE/_diag$1"; }
@@ -190,13 +223,14 @@ LOAD_PIDS=()
 start_load() {
   local phase=$1 secs=$2
   LOAD_PIDS=()
-  nice -n "$NICE" wrk -t1 -c"$KA" -d"${secs}s" --timeout 10s "$BASE/plaintext" >"$WORK/$phase-wrk-keepalive-plaintext.txt" 2>&1 &
+  nice -n "$NICE" wrk -t1 -c"$KA" -d"${secs}s" --timeout 10s "$LOAD_BASE/plaintext" >"$WORK/$phase-wrk-keepalive-plaintext.txt" 2>&1 &
   LOAD_PIDS+=($!)
-  nice -n "$NICE" wrk -t1 -c"$KA_MIX" -d"${secs}s" --timeout 10s -s "$REPO/perf/soak/paths.lua" "$BASE/json" -- /json /6k.html >"$WORK/$phase-wrk-keepalive-json-static.txt" 2>&1 &
+  nice -n "$NICE" wrk -t1 -c"$KA_MIX" -d"${secs}s" --timeout 10s -s "$REPO/perf/soak/paths.lua" "$LOAD_BASE/json" -- /json /6k.html >"$WORK/$phase-wrk-keepalive-json-static.txt" 2>&1 &
   LOAD_PIDS+=($!)
-  nice -n "$NICE" wrk -t1 -c"$CLOSE" -d"${secs}s" --timeout 10s -H "Connection: close" -s "$REPO/perf/soak/paths.lua" "$BASE/plaintext" -- /plaintext /json /6k.html >"$WORK/$phase-wrk-close.txt" 2>&1 &
+  nice -n "$NICE" wrk -t1 -c"$CLOSE" -d"${secs}s" --timeout 10s -H "Connection: close" -s "$REPO/perf/soak/paths.lua" "$LOAD_BASE/plaintext" -- /plaintext /json /6k.html >"$WORK/$phase-wrk-close.txt" 2>&1 &
   LOAD_PIDS+=($!)
-  nice -n "$NICE" "$SOAK" resets --port "$PORT" --duration "$secs" --connections "$RESETS" --large-path /soak-1m.bin --large-file "$LARGE" >"$WORK/$phase-resets.txt" 2>&1 &
+  # shellcheck disable=SC2086
+  nice -n "$NICE" "$SOAK" resets --port "$LOAD_PORT" $SOAK_TLS --duration "$secs" --connections "$RESETS" --large-path /soak-1m.bin --large-file "$LARGE" >"$WORK/$phase-resets.txt" 2>&1 &
   LOAD_PIDS+=($!)
   BG_PIDS+=("${LOAD_PIDS[@]}")
 }
@@ -319,7 +353,8 @@ done
 
 # ---- graceful shutdown under load --------------------------------------------------------------
 log "shutdown: $SHUTDOWN_CONNECTIONS checking connections, SIGTERM after 3 s of load"
-"$SOAK" shutdown --port "$PORT" --pid "$SERVER_PID" --connections "$SHUTDOWN_CONNECTIONS" --after 3 \
+# shellcheck disable=SC2086
+"$SOAK" shutdown --port "$LOAD_PORT" $SOAK_TLS --pid "$SERVER_PID" --connections "$SHUTDOWN_CONNECTIONS" --after 3 \
   --large-path /soak-1m.bin --large-file "$LARGE" --small-file "$SMALL" >"$WORK/shutdown.txt" 2>&1 &
 CHECKER_PID=$!
 BG_PIDS+=("$CHECKER_PID")
@@ -379,10 +414,10 @@ DIRTY=$(git -C "$REPO" status --porcelain -- src samples/WebApp perf/soak 2>/dev
 
 report() {
   cat <<EOF
-# Soak: samples/WebApp on $TRANSPORT
+# Soak: samples/WebApp on $TRANSPORT$( [ "$TLS" = 0 ] || echo " over HTTPS ($( [ "$TLS_MODE" = channel ] && echo "TLS on the channels, UseMegaPipeHttps" || echo "Kestrel's UseHttps"))")
 
 $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT$DIRTY, $(nproc) CPUs, kernel $(uname -r).
-Command: \`perf/soak/soak.sh --duration $DURATION$( [ "$TRANSPORT" = megapipe ] || echo " --transport $TRANSPORT")$( [ -z "$SERVER_ARGS" ] || echo " --server-args \"$SERVER_ARGS\"")\` (warm-up $WARMUP s; rules: perf/soak/README.md).
+Command: \`perf/soak/soak.sh --duration $DURATION$( [ "$TRANSPORT" = megapipe ] || echo " --transport $TRANSPORT")$( [ "$TLS" = 0 ] || echo " --tls$( [ "$TLS_MODE" = channel ] || echo " --tls-mode $TLS_MODE")")$( [ -z "$SERVER_ARGS" ] || echo " --server-args \"$SERVER_ARGS\"")\` (warm-up $WARMUP s; rules: perf/soak/README.md).
 
 **$VERDICT**$( [ ${#FAILS[@]} = 0 ] || printf ': %s' "$(printf '%s; ' "${FAILS[@]}" | sed 's/; $//')")
 

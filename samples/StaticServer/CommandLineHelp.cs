@@ -6,7 +6,7 @@ internal static class CommandLineHelp
     public const string Text = """
         StaticServer: an nginx-style static file server on ASP.NET Core and MegaPipe (io_uring).
 
-        usage: StaticServer [--root DIR] [--urls URL[;URL...]] [options]
+        usage: StaticServer [--root DIR] [--urls URL[;URL...]] [--https_url URL --cert FILE --key FILE] [options]
 
           --root DIR                    nginx root: the directory served; a relative path is relative
                                         to the current directory (default: the current directory)
@@ -23,6 +23,11 @@ internal static class CommandLineHelp
           --content_cache_size SIZE     memory of the content cache in total (default: 64m)
           --read_chunk_size SIZE        each read of a streamed file, at least 4k (default: 256k)
           --watch on|off                drop cache entries on inotify events (default: on)
+          --https_url URLS              where to listen with TLS (nginx listen ... ssl), e.g. https://0.0.0.0:8443;
+                                        plain HTTP then only on --urls given
+          --cert FILE                   nginx ssl_certificate: PEM certificate, then its chain
+          --key FILE                    nginx ssl_certificate_key: PEM private key (RSA or EC)
+          --tls channel|sslstream       TLS on the MegaPipe channels, or Kestrel's SslStream (default: channel)
           --transport megapipe|sockets  Kestrel's transport (default: megapipe)
           --MegaPipe:OPTION VALUE       a MegaPipe transport option, e.g. --MegaPipe:ChannelCount 1
                                         (the handler runs on the channel thread unless

@@ -38,7 +38,7 @@ public static class StaticServerApp
         {
             throw new ArgumentException($"unknown transport '{transport}': use megapipe or sockets");
         }
-        if (config["urls"] is null && config["ASPNETCORE_URLS"] is null)
+        if (!HttpsConfiguration.Apply(builder) && config["urls"] is null && config["ASPNETCORE_URLS"] is null)
         {
             builder.WebHost.UseUrls("http://127.0.0.1:8080");
         }

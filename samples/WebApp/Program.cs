@@ -4,6 +4,8 @@
 // Transport options bind from the "MegaPipe" section, e.g. --MegaPipe:UnsafeInlineScheduling true.
 // Started by systemd socket activation it serves the sockets it is handed (see UseSystemd below).
 // --diagnostics (or WebApp:Diagnostics=true) maps GET /_diag for soak runs: see Diagnostics.cs and perf/soak.
+// --https_url https://127.0.0.1:5001 [--cert cert.pem --key key.pem] [--tls channel|sslstream] adds HTTPS, its TLS
+// terminated on the channels (UseMegaPipeHttps) unless --tls sslstream: see HttpsEndpoints.cs.
 bool diagnostics = Diagnostics.IsEnabled(ref args);
 var builder = WebApplication.CreateBuilder(args);
 diagnostics |= string.Equals(builder.Configuration["WebApp:Diagnostics"], "true", StringComparison.OrdinalIgnoreCase);
@@ -23,9 +25,17 @@ else if (!transport.Equals("sockets", StringComparison.OrdinalIgnoreCase))
     Console.Error.WriteLine($"unknown transport '{transport}': use megapipe or sockets");
     return 2;
 }
-if (builder.Configuration["urls"] is null && builder.Configuration["ASPNETCORE_URLS"] is null)
+try
 {
-    builder.WebHost.UseUrls("http://127.0.0.1:5000");
+    if (!HttpsEndpoints.Configure(builder) && builder.Configuration["urls"] is null && builder.Configuration["ASPNETCORE_URLS"] is null)
+    {
+        builder.WebHost.UseUrls("http://127.0.0.1:5000");
+    }
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"WebApp: {e.Message}");
+    return 2;
 }
 // Under systemd socket activation (or systemd-socket-activate) Kestrel serves the sockets it was
 // handed, and MegaPipe serves them on its channels; otherwise this does nothing.

@@ -3,6 +3,7 @@
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
+using MegaPipe.Tls;
 using MegaPipe.Transport.Internal;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -27,9 +28,18 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
     private int _engineLogged;
     private readonly MegaPipeMetrics _metrics;
 
+    // Endpoints set up with UseMegaPipeHttps (null when the factory was made without UseMegaPipe: no TLS on the channels).
+    private readonly HttpsEndpointRegistry? _https;
+
     /// <summary>Creates the factory (normally through dependency injection).</summary>
     public MegaPipeTransportFactory(IOptions<MegaPipeTransportOptions> options, ILoggerFactory loggerFactory, IMemoryPoolFactory<byte>? memoryPoolFactory = null, IMeterFactory? meterFactory = null)
+        : this(options, loggerFactory, memoryPoolFactory, meterFactory, https: null)
     {
+    }
+
+    internal MegaPipeTransportFactory(IOptions<MegaPipeTransportOptions> options, ILoggerFactory loggerFactory, IMemoryPoolFactory<byte>? memoryPoolFactory, IMeterFactory? meterFactory, HttpsEndpointRegistry? https)
+    {
+        _https = https;
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options.Value;
@@ -92,11 +102,22 @@ public sealed class MegaPipeTransportFactory : IConnectionListenerFactory, IConn
             throw new NotSupportedException($"The MegaPipe transport cannot bind {endpoint}; register another transport for it.");
         }
         ILogger logger = _loggerFactory.CreateLogger("MegaPipe.Transport");
+        // HTTPS set up with UseMegaPipeHttps: the endpoint's shared TLS context, made (and checked) before anything
+        // binds; null when Kestrel's SslStream serves the endpoint.
+        MegaPipeHttpsEndpoint? https = _https?.Find(endpoint);
+        TlsServerContext? tls = https?.TryCreateContext();
         ChannelGroup group = AcquireGroup(logger);
-        var listener = new MegaPipeConnectionListener(endpoint, _options, logger, group, this);
+        var listener = new MegaPipeConnectionListener(endpoint, _options, logger, group, this)
+        {
+            Https = tls is null ? null : (https!, tls),
+        };
         try
         {
             listener.Bind();
+            if (tls is not null)
+            {
+                https!.LogOnChannels(listener.EndPoint);
+            }
             lock (_gate)
             {
                 _listeners.Add(listener);

@@ -79,6 +79,17 @@ public sealed class MegaPipeTransportOptions
     /// <remarks>Defaults to <see langword="null"/>.</remarks>
     public long? MaxConnections { get; set; }
 
+    /// <summary>
+    /// Serves the HTTPS endpoints of Kestrel's configuration (<c>Kestrel:Endpoints:&lt;name&gt;</c> with an https URL
+    /// and a certificate) with TLS terminated on the channels, as if each were set up with <c>UseMegaPipeHttps</c>
+    /// (see <see cref="Microsoft.AspNetCore.Hosting.ListenOptionsMegaPipeHttpsExtensions"/>) with the options the
+    /// configuration gives it. A callback the application registered for an endpoint with
+    /// <c>ConfigurationLoader.Endpoint(name, ...)</c> still runs first; if it sets up HTTPS itself, that stands. Endpoints
+    /// with an <c>Sni</c> section keep Kestrel's SslStream (logged). Applies to the endpoints present at startup.
+    /// </summary>
+    /// <remarks>Defaults to <see langword="false"/>. Bound from <c>MegaPipe:TlsForConfiguredEndpoints</c>.</remarks>
+    public bool TlsForConfiguredEndpoints { get; set; }
+
     // The settings of one channel of the set, built here only: what the transport's options say
     // for every channel, plus the CPU channel threads are pinned to (-1: none).
     internal ChannelOptions CreateChannelOptions(int pinToCpu) => new()

@@ -5,7 +5,10 @@ using Microsoft.AspNetCore.Connections;
 using MegaPipe.Transport.Internal;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using System.Diagnostics.Metrics;
 
 namespace Microsoft.AspNetCore.Hosting;
 
@@ -29,8 +32,16 @@ public static class WebHostBuilderMegaPipeExtensions
             services.AddOptions<MegaPipeTransportOptions>().Bind(context.Configuration.GetSection("MegaPipe")).Configure(configure).ValidateOnStart();
             // Every option is checked when the host starts: a bad value stops it with a message naming the option.
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MegaPipeTransportOptions>, MegaPipeTransportOptionsValidator>());
+            // Endpoints set up with UseMegaPipeHttps, found by the factory when Kestrel binds them.
+            services.TryAddSingleton<HttpsEndpointRegistry>();
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KestrelServerOptions>, HttpsConfigurationEndpoints>());
             // Added after Kestrel's own transport: Kestrel asks the last registered factory first.
-            services.AddSingleton<IConnectionListenerFactory, MegaPipeTransportFactory>();
+            services.AddSingleton<IConnectionListenerFactory>(provider => new MegaPipeTransportFactory(
+                provider.GetRequiredService<IOptions<MegaPipeTransportOptions>>(),
+                provider.GetRequiredService<ILoggerFactory>(),
+                provider.GetService<IMemoryPoolFactory<byte>>(),
+                provider.GetService<IMeterFactory>(),
+                provider.GetRequiredService<HttpsEndpointRegistry>()));
         });
     }
 }

@@ -36,6 +36,13 @@ public sealed partial class WebAppProcess : IAsyncDisposable
     public static Task<WebAppProcess> StartAsync(bool denyIoUring = false, int nofile = 0, params string[] appArguments)
         => StartAsync(denyIoUring, nofile, "http://127.0.0.1:0", appArguments);
 
+    /// <summary>Starts the app (JIT) with <paramref name="environment"/> added, e.g. MEGAPIPE_OPENSSL_DIR.</summary>
+    public static Task<WebAppProcess> StartAsync(bool denyIoUring, IReadOnlyDictionary<string, string> environment, params string[] appArguments)
+    {
+        (string[] command, string directory) = JitCommand();
+        return StartAsync(denyIoUring, 0, "http://127.0.0.1:0", appArguments, command, directory, environment);
+    }
+
     /// <summary>Runs the app on <paramref name="urls"/> expecting it to fail at start-up; returns its exit code and output.</summary>
     public static Task<(int ExitCode, string Output)> RunExpectingStartupFailureAsync(string urls, params string[] appArguments)
         => RunExpectingStartupFailureAsync(urls, null, appArguments);
@@ -70,11 +77,17 @@ public sealed partial class WebAppProcess : IAsyncDisposable
 
     private static Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments, IReadOnlyDictionary<string, string>? environment = null)
     {
+        (string[] command, string directory) = JitCommand();
+        return StartAsync(denyIoUring, nofile, urls, appArguments, command, directory, environment);
+    }
+
+    // dotnet WebApp.dll, in the project directory (as `dotnet run` would use: the content root with wwwroot).
+    private static (string[] Command, string Directory) JitCommand()
+    {
         string webApp = typeof(WebAppProcess).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "WebAppPath").Value!;
         Assert.True(File.Exists(webApp), $"{webApp} is missing: the test project builds samples/WebApp first");
-        // The project directory, as `dotnet run` would use: the content root with wwwroot.
         string projectDirectory = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(webApp)!, "..", "..", ".."));
-        return StartAsync(denyIoUring, nofile, urls, appArguments, [DotnetHost(), webApp], projectDirectory, environment);
+        return ([DotnetHost(), webApp], projectDirectory);
     }
 
     private static async Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments,

@@ -110,7 +110,7 @@ public sealed class OpenSslClientTests
         var options = new TlsServerOptions
         {
             ServerCertificate = TestCertificates.Rsa,
-            ServerCertificateSelector = name => name == "boom.test" ? throw new InvalidOperationException("selector exploded") : null,
+            ServerCertificateSelector = (_, name) => name == "boom.test" ? throw new InvalidOperationException("selector exploded") : null,
         };
         await using var server = new TlsEchoServer(options);
         using (ClientProcess bad = await OpenSslClient.RefusedAsync(server.Port, "-servername", "boom.test"))
@@ -189,7 +189,7 @@ public sealed class OpenSslClientTests
         var options = new TlsServerOptions
         {
             ServerCertificate = TestCertificates.Rsa,
-            ServerCertificateSelector = name =>
+            ServerCertificateSelector = (_, name) =>
             {
                 lock (seen)
                 {
@@ -218,7 +218,7 @@ public sealed class OpenSslClientTests
     [Fact]
     public async Task Sni_OnlySelector_NoCertificateForName_FailsWithReason()
     {
-        var options = new TlsServerOptions { ServerCertificateSelector = name => name == "alpha.test" ? TestCertificates.Alpha : null };
+        var options = new TlsServerOptions { ServerCertificateSelector = (_, name) => name == "alpha.test" ? TestCertificates.Alpha : null };
         await using var server = new TlsEchoServer(options);
         using (ClientProcess good = await OpenSslClient.ExchangeAsync(server.Port, "-servername", "alpha.test"))
         {
@@ -235,7 +235,7 @@ public sealed class OpenSslClientTests
     [Fact]
     public async Task Sni_ControlCharactersInHostName_AreEscapedInReason()
     {
-        var options = new TlsServerOptions { ServerCertificateSelector = _ => null };
+        var options = new TlsServerOptions { ServerCertificateSelector = (_, _) => null };
         await using var server = new TlsEchoServer(options);
         using ClientProcess client = await OpenSslClient.RefusedAsync(server.Port, "-servername", "evil.test\r\nFORGED LOG LINE");
         ConnectionResult result = await server.NextResultAsync();

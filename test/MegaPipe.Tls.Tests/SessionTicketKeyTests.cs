@@ -86,6 +86,29 @@ public sealed class SessionTicketKeyTests
         }
     }
 
+    // TLS 1.3 clients use a ticket once: each resumption must leave them a new one, or every other connection of a
+    // client that reconnects (wrk, browsers) is a full handshake.
+    [Fact]
+    public void Tls13Resumption_LeavesTheClientAFreshTicket()
+    {
+        using var server = new TlsServerContext(new TlsServerOptions { ServerCertificate = TestCertificates.Ecdsa });
+        using var client = new TlsClientContext(SslProtocols.Tls13);
+        SafeSslSessionHandle ticket = FirstTicket(server, client);
+        for (int i = 0; i < 3; i++)
+        {
+            using var pair = new InProcessPair(server, client, resume: ticket);
+            Assert.Equal(TlsHandshakeStatus.Completed, pair.Handshake());
+            Assert.True(pair.Server.IsResumed, $"resumption {i + 1} was a full handshake");
+            pair.ClientReadsPending();
+            SafeSslSessionHandle fresh = pair.Client.GetClientSession();
+            // A NewSessionTicket after the resumption gives the client a new session; without one it keeps the spent one.
+            Assert.NotEqual(ticket.DangerousGetHandle(), fresh.DangerousGetHandle());
+            ticket.Dispose();
+            ticket = fresh;
+        }
+        ticket.Dispose();
+    }
+
     [Fact]
     public void TicketFromAnotherContext_DoesNotResume()
     {

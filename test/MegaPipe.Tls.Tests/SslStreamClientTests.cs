@@ -90,7 +90,7 @@ public sealed class SslStreamClientTests
         await using var server = new TlsEchoServer(new TlsServerOptions
         {
             ServerCertificate = TestCertificates.Rsa,
-            ServerCertificateSelector = name => name switch
+            ServerCertificateSelector = (_, name) => name switch
             {
                 "alpha.test" => System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12(alpha, null),
                 "beta.test" => System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12(beta, null),

@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using System.Net;
 using MegaPipe.Transport.FunctionalTests.Infrastructure;
 using MegaPipe.Transport.Internal;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;
 
@@ -61,7 +62,7 @@ public sealed class MetricsTests(ITestOutputHelper output)
         List<Reading> readings = Collect(meterFactory);
         string[] instruments = ["megapipe.channels", "megapipe.engine", "megapipe.connections", "megapipe.handles", "megapipe.registered_files",
             "megapipe.receive_buffers_available", "megapipe.commands", "megapipe.system_calls", "megapipe.completions", "megapipe.wakeups",
-            "megapipe.commands_per_system_call", "megapipe.accept_pauses"];
+            "megapipe.commands_per_system_call", "megapipe.accept_pauses", "megapipe.tls.handshakes"];
         foreach (string name in instruments)
         {
             Reading[] mine = readings.Where(r => r.Instrument == name).ToArray();
@@ -77,6 +78,35 @@ public sealed class MetricsTests(ITestOutputHelper output)
         // The one open connection is on one of the two channels.
         Assert.Equal(1, readings.Where(r => r.Instrument == "megapipe.connections").Sum(r => r.Value));
         Assert.All(readings.Where(r => r.Instrument is "megapipe.accept_pauses" or "megapipe.connections"), r => Assert.Equal(server.EndPoint.ToString(), r.Tags["megapipe.endpoint"]));
+    }
+
+    // Handshakes on the channels by outcome: full, resumed (Python resumes its second connection), failed (garbage),
+    // timed out (a silent client).
+    [Fact]
+    public async Task TlsHandshakes_CountedByOutcome()
+    {
+        await using TestServer server = await TestServer.StartAsync(TestTransport.MegaPipe, app => CommonEndpoints.Map(app),
+            kestrel => kestrel.Listen(System.Net.IPAddress.Loopback, 0, listen => listen.UseMegaPipeHttps(TestCertificate.Certificate, https => https.HandshakeTimeout = TimeSpan.FromSeconds(1))),
+            output: output);
+        IMeterFactory meterFactory = server.App.Services.GetRequiredService<IMeterFactory>();
+        using (MegaPipe.Tests.Shared.ClientProcess python = await TlsClients.PythonAsync(server.EndPoint, "resume", "1.3"))
+        {
+            Assert.True(python.ExitCode == 0, python.ToString());
+        }
+        using (RawHttpConnection garbage = await RawHttpConnection.ConnectAsync(server.EndPoint))
+        {
+            await garbage.SendAsync("GET / HTTP/1.1\r\n\r\n");
+            await garbage.WaitForCloseAsync();
+        }
+        using (RawHttpConnection silent = await RawHttpConnection.ConnectAsync(server.EndPoint))
+        {
+            await silent.WaitForCloseAsync();
+        }
+        double Count(string outcome) => Collect(meterFactory).Where(r => r.Instrument == "megapipe.tls.handshakes" && (string?)r.Tags["megapipe.tls.outcome"] == outcome).Sum(r => r.Value);
+        Assert.Equal(1, Count("full"));
+        Assert.Equal(1, Count("resumed"));
+        Assert.Equal(1, Count("failed"));
+        Assert.Equal(1, Count("timed_out"));
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using System.Text;
 
@@ -28,16 +29,41 @@ public sealed record Response(ReadOutcome Outcome, int Status, bool ConnectionCl
     public bool IsComplete => Outcome == ReadOutcome.Complete;
 }
 
-// A plain HTTP/1.1 client connection on a socket: writes requests, reads and checks responses
-// (Content-Length or chunked bodies), and closes with FIN or with RST (SO_LINGER 0).
+// An HTTP/1.1 client connection on a socket, over TLS when Tls is set (--tls): writes requests, reads
+// and checks responses (Content-Length or chunked bodies), and closes with FIN or with RST (SO_LINGER 0).
 public sealed class HttpClientConnection : IDisposable
 {
     private readonly Socket _socket;
+    // The TLS stream over _socket (null for plain HTTP).
+    private readonly SslStream? _tls;
     private readonly byte[] _buffer = new byte[64 * 1024];
     private int _start;
     private int _end;
 
-    private HttpClientConnection(Socket socket) => _socket = socket;
+    private HttpClientConnection(Socket socket, SslStream? tls)
+    {
+        _socket = socket;
+        _tls = tls;
+    }
+
+    // HTTPS: every connection completes a TLS handshake first (the server's self-signed certificate is accepted).
+    public static bool Tls { get; set; }
+
+    private static SslClientAuthenticationOptions TlsOptions => new()
+    {
+        TargetHost = "localhost",
+        RemoteCertificateValidationCallback = (_, _, _, _) => true,
+        ApplicationProtocols = [SslApplicationProtocol.Http11],
+    };
+
+    // A raw TCP connection and a TLS handshake started on it, to be reset while it runs (the handshake's task is returned).
+    public static async Task<(Socket Socket, Task Handshake)> StartHandshakeAsync(IPEndPoint endPoint, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false));
+        return (socket, tls.AuthenticateAsClientAsync(TlsOptions, cancellationToken));
+    }
 
     // The body of the last complete response, when it was asked to be kept.
     public MemoryStream Body { get; } = new();
@@ -57,7 +83,30 @@ public sealed class HttpClientConnection : IDisposable
             socket.Dispose();
             throw;
         }
-        return new HttpClientConnection(socket);
+        if (!Tls)
+        {
+            return new HttpClientConnection(socket, null);
+        }
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false));
+        try
+        {
+            await tls.AuthenticateAsClientAsync(TlsOptions, cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            await tls.DisposeAsync().ConfigureAwait(false);
+            socket.Dispose();
+            // A reset, or the server closing, during the handshake: reported as the socket error a plain
+            // connection would see, so that callers judge both alike. A TLS alert stays an AuthenticationException.
+            throw e.InnerException as SocketException ?? new SocketException((int)SocketError.ConnectionReset);
+        }
+        catch
+        {
+            await tls.DisposeAsync().ConfigureAwait(false);
+            socket.Dispose();
+            throw;
+        }
+        return new HttpClientConnection(socket, tls);
     }
 
     public static byte[] FormatRequest(string path, bool close = false) =>
@@ -68,6 +117,12 @@ public sealed class HttpClientConnection : IDisposable
     {
         try
         {
+            if (_tls is not null)
+            {
+                await _tls.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+                await _tls.FlushAsync(cancellationToken).ConfigureAwait(false);
+                return true;
+            }
             while (!data.IsEmpty)
             {
                 int n = await _socket.SendAsync(data, SocketFlags.None, cancellationToken).ConfigureAwait(false);
@@ -76,6 +131,10 @@ public sealed class HttpClientConnection : IDisposable
             return true;
         }
         catch (SocketException)
+        {
+            return false;
+        }
+        catch (IOException e) when (e.InnerException is SocketException)
         {
             return false;
         }
@@ -217,15 +276,19 @@ public sealed class HttpClientConnection : IDisposable
         {
             return new Response(ReadOutcome.Malformed, status, close, received, e.Message);
         }
-        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.Shutdown or SocketError.ConnectionAborted)
+        catch (Exception e) when (SocketErrorOf(e) is System.Net.Sockets.SocketError.ConnectionReset or System.Net.Sockets.SocketError.Shutdown or System.Net.Sockets.SocketError.ConnectionAborted)
         {
-            return new Response(ReadOutcome.Reset, status, close, received, e.SocketErrorCode.ToString());
+            return new Response(ReadOutcome.Reset, status, close, received, SocketErrorOf(e).ToString());
         }
-        catch (SocketException e)
+        catch (Exception e) when (e is SocketException or IOException)
         {
-            return new Response(ReadOutcome.Error, status, close, received, e.SocketErrorCode.ToString());
+            // Any other socket error, or a TLS failure (an alert, a record that does not decrypt).
+            return new Response(ReadOutcome.Error, status, close, received, e.Message);
         }
     }
+
+    // The socket error under a socket or TLS exception, or null.
+    private static System.Net.Sockets.SocketError? SocketErrorOf(Exception e) => (e as SocketException ?? e.InnerException as SocketException)?.SocketErrorCode;
 
     // Reads until EOF, RST or timeout, expecting no more bytes: true when the server closed cleanly.
     public async Task<ReadOutcome> ReadEndAsync(TimeSpan timeout)
@@ -244,11 +307,11 @@ public sealed class HttpClientConnection : IDisposable
         {
             return ReadOutcome.Timeout;
         }
-        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.Shutdown or SocketError.ConnectionAborted)
+        catch (Exception e) when (SocketErrorOf(e) is System.Net.Sockets.SocketError.ConnectionReset or System.Net.Sockets.SocketError.Shutdown or System.Net.Sockets.SocketError.ConnectionAborted)
         {
             return ReadOutcome.Reset;
         }
-        catch (SocketException)
+        catch (Exception e) when (e is SocketException or IOException)
         {
             return ReadOutcome.Error;
         }
@@ -267,7 +330,14 @@ public sealed class HttpClientConnection : IDisposable
         _socket.Dispose();
     }
 
-    public void Dispose() => _socket.Dispose();
+    public void Dispose()
+    {
+        _tls?.Dispose();
+        _socket.Dispose();
+    }
+
+    private ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+        => _tls is null ? _socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken) : _tls.ReadAsync(buffer, cancellationToken);
 
     private int IndexOfHeaderEnd() => _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n\r\n"u8) is int i and >= 0 ? _start + i : -1;
 
@@ -280,7 +350,7 @@ public sealed class HttpClientConnection : IDisposable
             _end -= _start;
             _start = 0;
         }
-        int n = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        int n = await ReceiveAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
         _end += n;
         return n;
     }
@@ -315,7 +385,7 @@ public sealed class HttpClientConnection : IDisposable
             if (_end == _start)
             {
                 _start = _end = 0;
-                int n = await _socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                int n = await ReceiveAsync(_buffer.AsMemory(), cancellationToken).ConfigureAwait(false);
                 if (n == 0)
                 {
                     return (false, received);

@@ -14,8 +14,10 @@ public static class ResetClient
 {
     private enum Mode
     {
-        // Connect, then RST at once.
+        // Connect, then RST at once (over TLS: once the handshake completed).
         ResetIdle,
+        // TLS only: RST while the handshake runs (after the ClientHello, at a random moment).
+        ResetMidHandshake,
         // Send part of a request (cut at a random byte), then RST.
         ResetPartialRequest,
         // Send a whole small request, RST without reading the response.
@@ -42,7 +44,7 @@ public static class ResetClient
         // --modes ResetIdle,ResetPartialRequest,...: only these (default: all, in turn).
         Mode[] modes = options.Get("modes", "") is { Length: > 0 } list
             ? list.Split(',').Select(Enum.Parse<Mode>).ToArray()
-            : Enum.GetValues<Mode>();
+            : Enum.GetValues<Mode>().Where(m => m != Mode.ResetMidHandshake || HttpClientConnection.Tls).ToArray();
         var counts = new long[modes.Length];
         var failures = new ConcurrentQueue<string>();
         long failureCount = 0;
@@ -64,6 +66,10 @@ public static class ResetClient
                 {
                     failure = $"{e.SocketErrorCode}: {e.Message}";
                 }
+                catch (System.Security.Authentication.AuthenticationException e)
+                {
+                    failure = "TLS handshake failed: " + e.Message;
+                }
                 Interlocked.Increment(ref counts[Array.IndexOf(modes, mode)]);
                 if (failure is not null)
                 {
@@ -79,6 +85,16 @@ public static class ResetClient
         async Task<string?> RunOne(Mode mode, Random random)
         {
             using var cts = new CancellationTokenSource(timeout);
+            if (mode == Mode.ResetMidHandshake)
+            {
+                (Socket socket, Task handshake) = await HttpClientConnection.StartHandshakeAsync(endPoint, cts.Token).ConfigureAwait(false);
+                await Task.Delay(random.Next(0, 3)).ConfigureAwait(false);
+                socket.LingerState = new LingerOption(true, 0);
+                socket.Dispose();
+                // The handshake fails now (the socket is gone), or it had finished: either way this connection is over.
+                await handshake.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+                return null;
+            }
             HttpClientConnection connection;
             try
             {

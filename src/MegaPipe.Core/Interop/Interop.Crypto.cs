@@ -28,6 +28,16 @@ internal static unsafe partial class Interop
         internal static readonly nuint OSSL_PARAM_UNMODIFIED = nuint.MaxValue;
     }
 
+    // ---- library ----
+
+    // OPENSSL_VERSION_NUMBER of the loaded library: 0xMNN00PP0L (major in the top nibble for 3.x).
+    [LibraryImport(LibCrypto)]
+    internal static partial ulong OpenSSL_version_num();
+
+    // OpenSSL_version(OPENSSL_VERSION): "OpenSSL 3.0.x <date>"; a static string owned by the library.
+    [LibraryImport(LibCrypto)]
+    internal static partial nint OpenSSL_version(int type);
+
     // ---- error queue (per thread) ----
 
     [LibraryImport(LibCrypto)]

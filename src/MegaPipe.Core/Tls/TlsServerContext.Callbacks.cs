@@ -18,7 +18,9 @@ public sealed unsafe partial class TlsServerContext
     // Client authentication, checked in the client certificate's chain (RFC 5280 extended key usage).
     private static readonly Oid s_clientAuthentication = new("1.3.6.1.5.5.7.3.2");
 
-    private static readonly int s_storeContextSslIndex = Interop.SSL_get_ex_data_X509_STORE_CTX_idx();
+    // The X509_STORE_CTX ex_data slot that holds the SSL; looked up at first use, so that creating a context on a
+    // machine without OpenSSL 3 fails with TlsLibrary's reason instead of a type initializer's exception.
+    private static int StoreContextSslIndex => StoreContextIndex.Value;
 
     private static nint AlpnSelectCallbackPointer => (nint)(delegate* unmanaged[Cdecl]<nint, byte**, byte*, byte*, uint, nint, int>)&AlpnSelectCallback;
 
@@ -104,7 +106,7 @@ public sealed unsafe partial class TlsServerContext
         TlsSession? session = null;
         try
         {
-            nint ssl = Interop.X509_STORE_CTX_get_ex_data(storeContext, s_storeContextSslIndex);
+            nint ssl = Interop.X509_STORE_CTX_get_ex_data(storeContext, StoreContextSslIndex);
             session = ssl == 0 ? null : TlsExData.GetSession(ssl);
             if (session?.ServerContext is not { } server || server.IsDisposed)
             {
@@ -145,7 +147,15 @@ public sealed unsafe partial class TlsServerContext
             {
                 return 0;
             }
-            return encrypt == 1 ? keys.Encrypt(keyName, iv, cipherContext, macContext) : keys.Decrypt(keyName, iv, cipherContext, macContext);
+            if (encrypt == 1)
+            {
+                return keys.Encrypt(keyName, iv, cipherContext, macContext);
+            }
+            int result = keys.Decrypt(keyName, iv, cipherContext, macContext);
+            // 2 = "valid, issue a new one": TLS 1.3 clients use each ticket once (RFC 8446, appendix C.4), so a resumption
+            // must leave them a fresh ticket or their next connection is a full handshake (OpenSSL issues none after a
+            // TLS 1.3 resumption unless asked). A TLS 1.2 ticket is reused and renewed only when its key is retiring.
+            return result == 1 && Interop.SSL_version(ssl) == Interop.Ssl.TLS1_3_VERSION ? 2 : result;
         }
         catch (Exception e)
         {
@@ -160,7 +170,7 @@ public sealed unsafe partial class TlsServerContext
         X509Certificate2? certificate;
         try
         {
-            certificate = _selector!(hostName) ?? _defaultCertificate;
+            certificate = _selector!(session.State, hostName) ?? _defaultCertificate;
         }
         catch (Exception e)
         {
@@ -295,5 +305,10 @@ public sealed unsafe partial class TlsServerContext
             return "chain errors";
         }
         return string.Join("; ", chain.ChainStatus.Select(s => s.Status + (string.IsNullOrWhiteSpace(s.StatusInformation) ? "" : " (" + s.StatusInformation.Trim() + ")")));
+    }
+
+    private static class StoreContextIndex
+    {
+        public static readonly int Value = Interop.SSL_get_ex_data_X509_STORE_CTX_idx();
     }
 }

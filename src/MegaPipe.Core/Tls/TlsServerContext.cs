@@ -31,7 +31,7 @@ public sealed partial class TlsServerContext : IDisposable
     private readonly X509Certificate2? _defaultCertificate;
     // SHA-256 of _defaultCertificate, so the selector returning an equal copy reuses _defaultContext.
     private readonly string? _defaultThumbprint;
-    private readonly Func<string?, X509Certificate2?>? _selector;
+    private readonly Func<object?, string?, X509Certificate2?>? _selector;
     // Native contexts built for selector certificates: by instance (no hashing on the hot path), then by SHA-256.
     private readonly ConditionalWeakTable<X509Certificate2, SafeSslContextHandle> _selectedByInstance = new();
     private readonly Dictionary<string, SafeSslContextHandle> _selectedByThumbprint = new(StringComparer.Ordinal);
@@ -54,10 +54,14 @@ public sealed partial class TlsServerContext : IDisposable
 
     /// <summary>Builds the native contexts for <paramref name="options"/>.</summary>
     /// <exception cref="ArgumentException">The options are incomplete or unsafe (for example TLS 1.1, or a certificate without a private key).</exception>
-    /// <exception cref="TlsException">OpenSSL refused the configuration; the message carries its reason.</exception>
+    /// <exception cref="TlsException">OpenSSL refused the configuration (the message carries its reason), or OpenSSL 3 cannot be loaded (<see cref="TlsLibrary.UnavailableReason"/>).</exception>
     public TlsServerContext(TlsServerOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (TlsLibrary.UnavailableReason is { } unavailable)
+        {
+            throw new TlsException(unavailable);
+        }
         (_minVersion, _maxVersion) = ValidateProtocols(options.SslProtocols);
         if (options.ServerCertificate is null && options.ServerCertificateSelector is null)
         {

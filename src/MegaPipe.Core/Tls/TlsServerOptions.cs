@@ -32,13 +32,15 @@ public sealed partial class TlsServerOptions
 
     /// <summary>
     /// Chooses the server certificate by the client's SNI host name (<see langword="null"/> when the client sent none).
-    /// Called on the channel thread during the handshake, so it must be fast and must not block. A native context is
+    /// The first argument is the session's <see cref="TlsSession.State"/> (the transport sets it to the connection, as
+    /// Kestrel passes its <c>ConnectionContext</c>). Called on the channel thread during the handshake, so it must be
+    /// fast and must not block. A native context is
     /// built once per distinct certificate (by SHA-256; returning the same instances also skips the hashing) and
     /// cached, at most 1,024 of them; returning <see langword="null"/> falls back to
     /// <see cref="ServerCertificate"/>, or fails the handshake (alert unrecognized_name) when there is none.
     /// </summary>
     /// <remarks>Defaults to <see langword="null"/>.</remarks>
-    public Func<string?, X509Certificate2?>? ServerCertificateSelector { get; set; }
+    public Func<object?, string?, X509Certificate2?>? ServerCertificateSelector { get; set; }
 
     /// <summary>Whether the client is asked for a certificate.</summary>
     /// <remarks>Defaults to <see cref="TlsClientCertificateMode.NoCertificate"/>.</remarks>

@@ -137,6 +137,13 @@ public sealed partial class TlsSession : IDisposable
         _ssl.Dispose();
     }
 
+    /// <summary>
+    /// The owner's object for this session, handed to <see cref="TlsServerOptions.ServerCertificateSelector"/> (the
+    /// transport sets its connection here). The session never touches it otherwise.
+    /// </summary>
+    /// <remarks>Defaults to <see langword="null"/>.</remarks>
+    public object? State { get; set; }
+
     internal TlsServerContext? ServerContext => _server;
 
     // Called by callbacks (on this session's thread, inside one of its calls).

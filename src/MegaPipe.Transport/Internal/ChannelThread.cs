@@ -50,6 +50,12 @@ internal sealed class ChannelThread
     public PipeOptions OutputPipeOptions { get; }
     // File reads through this channel: the IMegaPipeFileReader / IMegaPipeChannelFeature of its connections.
     public ChannelFileReader FileReader { get; }
+    // TLS on this channel (channel thread only): the ciphertext buffers of sends in flight, the deadlines of
+    // handshakes and of idle trims (checked by this loop; no timer per connection), the handshakes' share of a turn.
+    public TlsSendBuffers TlsSendBuffers { get; } = new();
+    public TlsDeadlines TlsDeadlines { get; } = new();
+    public TlsHandshakeCounters TlsHandshakes { get; } = new();
+    public HandshakeScheduler Handshakes { get; } = new();
     public MegaPipeChannel Channel => _channel!;
     // Live connections and listener registrations on this channel (written on the channel thread only).
     public int Registrations { get; set; }
@@ -136,11 +142,16 @@ internal sealed class ChannelThread
                 // Connections waiting for their hand-off turn: this turn only collects what is
                 // ready, without waiting, so they reach Kestrel right after it.
                 int handOffsDue = _handOffs.Count;
-                TimeSpan wait = handOffsDue > 0 ? TimeSpan.Zero : _stopRequested ? TimeSpan.FromMilliseconds(100) : Timeout.InfiniteTimeSpan;
+                TimeSpan wait = handOffsDue > 0 || Handshakes.HasWaiting ? TimeSpan.Zero : _stopRequested ? TimeSpan.FromMilliseconds(100) : Timeout.InfiniteTimeSpan;
+                if (TlsDeadlines.Count > 0)
+                {
+                    wait = CapAtNextHandshakeDeadline(wait);
+                }
                 int count = channel.Dispatch(events, wait);
                 // A new turn, counted before its events are handled: data they put in a connection's
                 // input pipe is read by the application only once the count includes this turn.
                 Volatile.Write(ref _dispatchCount, _dispatchCount + 1);
+                Handshakes.BeginTurn();
                 for (int i = 0; i < count; i++)
                 {
                     ((IChannelEventHandler)events[i].Cookie!).OnCompletion(in events[i]);
@@ -149,6 +160,15 @@ internal sealed class ChannelThread
                 if (handOffsDue > 0)
                 {
                     HandOffDue(handOffsDue);
+                }
+                if (Handshakes.HasWaiting)
+                {
+                    // TLS handshake steps held back by earlier turns' budgets, after this turn's own events.
+                    Handshakes.RunWaiting();
+                }
+                if (TlsDeadlines.Count > 0)
+                {
+                    ExpireHandshakes();
                 }
             }
             Volatile.Write(ref _running, false);
@@ -188,6 +208,26 @@ internal sealed class ChannelThread
             connection.HandOff();
         }
         _handOffs.RemoveRange(0, due);
+    }
+
+    // The loop sleeps no longer than until the next TLS deadline (a handshake timeout, an idle trim).
+    private TimeSpan CapAtNextHandshakeDeadline(TimeSpan wait)
+    {
+        TimeSpan untilDeadline = TlsDeadlines.TimeUntilNext(Environment.TickCount64);
+        return wait == Timeout.InfiniteTimeSpan || untilDeadline < wait ? untilDeadline : wait;
+    }
+
+    // TLS deadlines that passed fire; when the channel is stopping, every unfinished handshake ends.
+    private void ExpireHandshakes()
+    {
+        if (_stopRequested)
+        {
+            TlsDeadlines.AbandonAll();
+        }
+        else
+        {
+            TlsDeadlines.ExpireDue(Environment.TickCount64);
+        }
     }
 
     private sealed class WakeItem : IChannelWorkItem

@@ -92,6 +92,11 @@ internal sealed class ListenerBinding : IChannelWorkItem, IChannelEventHandler
             // Never handed to Kestrel, so no one else disposes it (and frees its limit slot).
             _ = connection.DisposeAsync().AsTask();
         }
+        else if (_owner.Https is { } https)
+        {
+            // HTTPS on the channel: to Kestrel when its handshake completes (MegaPipeConnection.Tls.cs).
+            connection.StartTls(https.Endpoint, https.Context);
+        }
         else
         {
             // To Kestrel after one dispatch turn, with the request it came with (see ChannelThread).

@@ -52,6 +52,10 @@ internal sealed partial class MegaPipeConnection
             return true;
         }
 
+        // True unless the connection was handed off already: it never will be (a TLS handshake that failed or
+        // timed out), so the transport disposes it instead of Kestrel.
+        public bool TryWithholdHandOff() => TryHandOff();
+
         // True the first time the peer is seen gone (end of stream or reset on the receive side).
         public bool TryFirePeerGone()
         {

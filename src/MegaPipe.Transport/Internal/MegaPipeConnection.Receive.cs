@@ -12,6 +12,11 @@ internal sealed partial class MegaPipeConnection
 {
     private void OnReceive(in CompletionEvent completion)
     {
+        if (_tls is not null)
+        {
+            OnTlsReceive(completion);
+            return;
+        }
         if (completion.Result > 0)
         {
             if (_inputState.IsCompleted)
@@ -38,18 +43,20 @@ internal sealed partial class MegaPipeConnection
             return;
         }
 
-        Errno error = completion.Error;
+        CompleteInput(ReceiveError(completion.Error));
+        FireConnectionClosed();
+    }
+
+    // A failed receive, logged, as the error the input pipe's reader gets.
+    private Exception ReceiveError(Errno error)
+    {
         if (error is Errno.ECONNRESET or Errno.EPIPE or Errno.ECONNABORTED or Errno.ETIMEDOUT)
         {
             MegaPipeLog.ConnectionReset(_thread.Logger, ConnectionId, error);
-            CompleteInput(new ConnectionResetException($"The connection was reset by the peer ({error}).", new MegaPipeException("recv", error)));
+            return new ConnectionResetException($"The connection was reset by the peer ({error}).", new MegaPipeException("recv", error));
         }
-        else
-        {
-            MegaPipeLog.ConnectionError(_thread.Logger, ConnectionId, error);
-            CompleteInput(new ConnectionAbortedException($"Receiving failed ({error}).", new MegaPipeException("recv", error)));
-        }
-        FireConnectionClosed();
+        MegaPipeLog.ConnectionError(_thread.Logger, ConnectionId, error);
+        return new ConnectionAbortedException($"Receiving failed ({error}).", new MegaPipeException("recv", error));
     }
 
     private void FlushInput()

@@ -32,6 +32,12 @@ internal sealed partial class MegaPipeConnection
     // Handles a completed output read; true when the caller should read again.
     private bool ProcessOutput()
     {
+        if (_tls is { SendInFlight: true } tls)
+        {
+            // TLS output of the session's own is in flight: this read waits for its completion (one send at a time).
+            tls.OutputWaiting = true;
+            return false;
+        }
         ReadResult result;
         try
         {
@@ -50,6 +56,11 @@ internal sealed partial class MegaPipeConnection
         }
         if (!buffer.IsEmpty)
         {
+            if (_tls is not null)
+            {
+                SendTls(buffer, result.IsCompleted);
+                return false;
+            }
             _outputState.BeginSend(buffer, last: result.IsCompleted);
             _channel.Write(_handle, buffer);
             return false;
@@ -66,22 +77,14 @@ internal sealed partial class MegaPipeConnection
 
     private void OnWriteCompleted(in CompletionEvent completion)
     {
+        if (_tls is not null && OnTlsWriteCompleted(completion))
+        {
+            return;
+        }
         ReadOnlySequence<byte> sent = _outputState.EndSend(out bool last);
         if (!completion.Succeeded)
         {
-            Errno error = completion.Error;
-            MegaPipeLog.ConnectionError(_thread.Logger, ConnectionId, error);
-            // The reason goes to the reader of the input, as with Kestrel's Sockets transport; the
-            // output completes without one, since Kestrel treats a throwing flush as a server bug
-            // (it logs an error); the application learns through RequestAborted.
-            CompleteInput(error is Errno.ECONNRESET or Errno.EPIPE
-                ? new ConnectionResetException($"The connection was reset by the peer ({error}).", new MegaPipeException("send", error))
-                : new ConnectionAbortedException($"Sending failed ({error}).", new MegaPipeException("send", error)));
-            if (_outputState.TryComplete())
-            {
-                _output.Reader.Complete();
-            }
-            BeginClose();
+            FailSend(completion.Error);
             return;
         }
         _output.Reader.AdvanceTo(sent.End);
@@ -92,5 +95,31 @@ internal sealed partial class MegaPipeConnection
             return;
         }
         StartOutputRead();
+        if (_tls is not null)
+        {
+            FlushTlsOutput();
+            if (!_tls.SendInFlight)
+            {
+                _tls.TrimIfIdle();
+            }
+        }
+    }
+
+    // A send failed: the reason goes to the reader of the input, as with Kestrel's Sockets transport;
+    // the output completes without one, since Kestrel treats a throwing flush as a server bug (it
+    // logs an error); the application learns through RequestAborted.
+    private void FailSend(Errno error)
+    {
+        MegaPipeLog.ConnectionError(_thread.Logger, ConnectionId, error);
+        CompleteInput(error is Errno.ECONNRESET or Errno.EPIPE
+            ? new ConnectionResetException($"The connection was reset by the peer ({error}).", new MegaPipeException("send", error))
+            : new ConnectionAbortedException($"Sending failed ({error}).", new MegaPipeException("send", error)));
+        if (_outputState.TryComplete())
+        {
+            _output.Reader.Complete();
+        }
+        // A TLS stream that lost a send is broken: no close_notify after it (an abort also ends a close that waited
+        // for a close_notify that failed).
+        BeginClose(abortive: _tls is not null);
     }
 }

@@ -206,7 +206,15 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
     {
         if (!_lifetime.TryBeginClose())
         {
+            if (abortive)
+            {
+                AbortPendingTlsClose();
+            }
             return;
+        }
+        if (_tls is not null && !abortive && BeginTlsClose())
+        {
+            return; // close_notify (or an alert) goes first; its completion closes
         }
         // Graceful: FIN first, as the Sockets transport's Shutdown before Close: if the peer's next
         // request is already in the socket, close(2) alone would answer it with a bare RST, and
@@ -250,6 +258,10 @@ internal sealed partial class MegaPipeConnection : ConnectionContext, IChannelWo
             _output.Reader.Complete();
         }
         _inputState.EndPause();
+        if (_tls is not null)
+        {
+            OnTlsClosed();
+        }
         // ConnectionClosed callbacks are application code: keep them off the channel thread.
         ThreadPool.UnsafeQueueUserWorkItem(static state =>
         {

@@ -2,6 +2,7 @@
 
 using System.Net;
 using System.Net.Sockets;
+using MegaPipe.Tls;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 
@@ -38,6 +39,9 @@ internal sealed class MegaPipeConnectionListener : IConnectionListener
     }
 
     public EndPoint EndPoint { get; private set; }
+
+    // TLS terminated on the channels for this endpoint (UseMegaPipeHttps), or null for plain connections.
+    internal (MegaPipeHttpsEndpoint Endpoint, TlsServerContext Context)? Https { get; init; }
 
     // One accept queue registration per channel (for metrics).
     internal IReadOnlyList<ListenerBinding> Bindings => _bindings;

@@ -40,6 +40,8 @@ internal sealed class MegaPipeMetrics : IDisposable
         _meter.CreateObservableCounter("megapipe.wakeups", () => PerChannel(static t => t.Counters.Wakeups), "{wakeup}", "Times another thread woke a sleeping channel.");
         _meter.CreateObservableGauge("megapipe.commands_per_system_call", ObserveBatching, "{command}",
             "Batching now: commands carried per system call since the previous reading (a reading at least 0.5 s after it).");
+        _meter.CreateObservableCounter("megapipe.tls.handshakes", ObserveTlsHandshakes, "{handshake}",
+            "TLS handshakes on the channels (UseMegaPipeHttps), by outcome (megapipe.tls.outcome: full, resumed, failed, timed_out).");
         _meter.CreateObservableCounter("megapipe.accept_pauses", ObserveAcceptPauses, "{pause}",
             "Times accepting paused, by endpoint, channel and reason (megapipe.reason: descriptors, when the descriptor budget or table ran out; max_connections, at MaxConnections).");
     }
@@ -71,6 +73,22 @@ internal sealed class MegaPipeMetrics : IDisposable
             {
                 yield return new Measurement<long>(binding.LiveConnections, endpointTag, ChannelTag(binding.Thread), EngineTag(binding.Thread));
             }
+        }
+    }
+
+    private IEnumerable<Measurement<long>> ObserveTlsHandshakes()
+    {
+        foreach (ChannelThread thread in Threads)
+        {
+            if (!thread.IsRunning)
+            {
+                continue;
+            }
+            TlsHandshakeCounters c = thread.TlsHandshakes;
+            yield return new Measurement<long>(c.Full, ChannelTag(thread), EngineTag(thread), new("megapipe.tls.outcome", "full"));
+            yield return new Measurement<long>(c.Resumed, ChannelTag(thread), EngineTag(thread), new("megapipe.tls.outcome", "resumed"));
+            yield return new Measurement<long>(c.Failed, ChannelTag(thread), EngineTag(thread), new("megapipe.tls.outcome", "failed"));
+            yield return new Measurement<long>(c.TimedOut, ChannelTag(thread), EngineTag(thread), new("megapipe.tls.outcome", "timed_out"));
         }
     }
 

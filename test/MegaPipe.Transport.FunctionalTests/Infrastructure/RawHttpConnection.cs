@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using System.Text;
 
@@ -18,12 +19,36 @@ public sealed class RawHttpConnection : IDisposable
     // The most one receive may take (tests of a slow reader lower it).
     private int _readChunkSize = int.MaxValue;
 
-    private RawHttpConnection(Socket socket)
+    private RawHttpConnection(Socket socket, SslStream? tls = null)
     {
         Socket = socket;
+        Tls = tls;
     }
 
     public Socket Socket { get; }
+
+    /// <summary>The TLS stream over <see cref="Socket"/> of a connection made by <see cref="ConnectTlsAsync"/>.</summary>
+    public SslStream? Tls { get; }
+
+    /// <summary>Connects and completes a TLS handshake; requests and responses then go through it.</summary>
+    public static async Task<RawHttpConnection> ConnectTlsAsync(EndPoint endPoint, SslClientAuthenticationOptions options, CancellationToken cancellationToken = default)
+    {
+        RawHttpConnection plain = await ConnectAsync(endPoint, cancellationToken);
+        var tls = new SslStream(new NetworkStream(plain.Socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TestTimeouts.Default);
+            await tls.AuthenticateAsClientAsync(options, timeout.Token);
+        }
+        catch
+        {
+            await tls.DisposeAsync();
+            plain.Dispose();
+            throw;
+        }
+        return new RawHttpConnection(plain.Socket, tls);
+    }
 
     public static async Task<RawHttpConnection> ConnectAsync(EndPoint endPoint, CancellationToken cancellationToken = default)
     {
@@ -55,6 +80,12 @@ public sealed class RawHttpConnection : IDisposable
     public async Task SendAsync(ReadOnlyMemory<byte> data)
     {
         using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        if (Tls is not null)
+        {
+            await Tls.WriteAsync(data, timeout.Token);
+            await Tls.FlushAsync(timeout.Token);
+            return;
+        }
         while (!data.IsEmpty)
         {
             int sent = await Socket.SendAsync(data, SocketFlags.None, timeout.Token);
@@ -158,7 +189,7 @@ public sealed class RawHttpConnection : IDisposable
         {
             while (true)
             {
-                int read = await Socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, timeout.Token);
+                int read = await ReceiveAsync(_buffer.AsMemory(), timeout.Token);
                 if (read == 0)
                 {
                     return (false, received);
@@ -166,7 +197,7 @@ public sealed class RawHttpConnection : IDisposable
                 received += read;
             }
         }
-        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
+        catch (Exception e) when ((e as SocketException ?? e.InnerException as SocketException)?.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
         {
             return (true, received);
         }
@@ -179,7 +210,14 @@ public sealed class RawHttpConnection : IDisposable
         Socket.Dispose();
     }
 
-    public void Dispose() => Socket.Dispose();
+    public void Dispose()
+    {
+        Tls?.Dispose();
+        Socket.Dispose();
+    }
+
+    private ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken token)
+        => Tls is null ? Socket.ReceiveAsync(buffer, SocketFlags.None, token) : Tls.ReadAsync(buffer, token);
 
     private async Task<bool> FillAsync(CancellationToken token)
     {
@@ -193,7 +231,7 @@ public sealed class RawHttpConnection : IDisposable
             _end -= _start;
             _start = 0;
         }
-        int read = await Socket.ReceiveAsync(_buffer.AsMemory(_end, Math.Min(_buffer.Length - _end, _readChunkSize)), SocketFlags.None, token);
+        int read = await ReceiveAsync(_buffer.AsMemory(_end, Math.Min(_buffer.Length - _end, _readChunkSize)), token);
         _end += read;
         return read > 0;
     }

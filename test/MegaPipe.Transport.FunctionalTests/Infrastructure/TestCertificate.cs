@@ -4,28 +4,81 @@ using System.Security.Cryptography.X509Certificates;
 
 namespace MegaPipe.Transport.FunctionalTests.Infrastructure;
 
-// A self-signed server certificate for localhost / 127.0.0.1 / ::1, created in-process once.
+// Self-signed certificates created in-process once per run: the server's (RSA-2048, localhost / 127.0.0.1 / ::1, as
+// the benchmarks use), two for SNI, a client certificate, and their PEM files for command-line clients and servers.
 internal static class TestCertificate
 {
-    private static readonly Lazy<X509Certificate2> s_certificate = new(Create);
+    private static readonly Lazy<X509Certificate2> s_certificate = new(() => CreateServer("localhost", ecdsa: false));
+    private static readonly Lazy<X509Certificate2> s_alpha = new(() => CreateServer("alpha.test", ecdsa: true));
+    private static readonly Lazy<X509Certificate2> s_beta = new(() => CreateServer("beta.test", ecdsa: true));
+    private static readonly Lazy<X509Certificate2> s_client = new(() => CreateClient("MegaPipe functional test client"));
+    private static readonly Lazy<string> s_directory = new(() =>
+    {
+        string path = Path.Combine(Path.GetTempPath(), "megapipe-functional-tls-" + Environment.ProcessId);
+        System.IO.Directory.CreateDirectory(path);
+        return path;
+    });
 
+    /// <summary>RSA-2048, CN=MegaPipe functional tests, SAN localhost, 127.0.0.1, ::1.</summary>
     public static X509Certificate2 Certificate => s_certificate.Value;
 
-    private static X509Certificate2 Create()
+    /// <summary>ECDSA P-256 for alpha.test (SNI).</summary>
+    public static X509Certificate2 Alpha => s_alpha.Value;
+
+    /// <summary>ECDSA P-256 for beta.test (SNI).</summary>
+    public static X509Certificate2 Beta => s_beta.Value;
+
+    /// <summary>A self-signed client certificate (client authentication EKU).</summary>
+    public static X509Certificate2 Client => s_client.Value;
+
+    public static string Directory => s_directory.Value;
+
+    /// <summary>Writes the certificate and its private key as PEM files (once per name); returns their paths.</summary>
+    public static (string Certificate, string Key) WritePem(X509Certificate2 certificate, string name)
     {
-        using RSA key = RSA.Create(2048);
-        var request = new CertificateRequest("CN=MegaPipe functional tests", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        string certificatePath = Path.Combine(Directory, name + ".crt");
+        string keyPath = Path.Combine(Directory, name + ".key");
+        if (!File.Exists(keyPath))
+        {
+            File.WriteAllText(certificatePath, certificate.ExportCertificatePem());
+            using AsymmetricAlgorithm key = (AsymmetricAlgorithm?)certificate.GetRSAPrivateKey() ?? certificate.GetECDsaPrivateKey()!;
+            File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
+        }
+        return (certificatePath, keyPath);
+    }
+
+    public static X509Certificate2 CreateServer(string name, bool ecdsa)
+    {
+        using AsymmetricAlgorithm key = ecdsa ? ECDsa.Create(ECCurve.NamedCurves.nistP256) : RSA.Create(2048);
+        string subject = name == "localhost" ? "CN=MegaPipe functional tests" : "CN=" + name;
+        CertificateRequest request = key is RSA rsa
+            ? new CertificateRequest(subject, rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1)
+            : new CertificateRequest(subject, (ECDsa)key, HashAlgorithmName.SHA256);
         var names = new SubjectAlternativeNameBuilder();
-        names.AddDnsName("localhost");
+        names.AddDnsName(name);
         names.AddIpAddress(IPAddress.Loopback);
         names.AddIpAddress(IPAddress.IPv6Loopback);
         request.CertificateExtensions.Add(names.Build());
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, false));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, false));
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false)); // server authentication
+        return SelfSign(request);
+    }
+
+    private static X509Certificate2 CreateClient(string name)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=" + name, key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, false));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.2")], false)); // client authentication
+        return SelfSign(request);
+    }
+
+    private static X509Certificate2 SelfSign(CertificateRequest request)
+    {
         DateTimeOffset now = DateTimeOffset.UtcNow;
         using X509Certificate2 ephemeral = request.CreateSelfSigned(now.AddMinutes(-5), now.AddDays(1));
-        // Round-trip through PKCS#12 so the private key is usable by SslStream on every platform.
+        // Round-trip through PKCS#12 so the private key is usable by SslStream (server and client) on every platform.
         return X509CertificateLoader.LoadPkcs12(ephemeral.Export(X509ContentType.Pkcs12), null);
     }
 }

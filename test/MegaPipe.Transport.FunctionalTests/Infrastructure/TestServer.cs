@@ -55,7 +55,8 @@ public sealed class TestServer : IAsyncDisposable
         Action<WebApplication> configureApp,
         Action<KestrelServerOptions>? configureKestrel = null,
         Action<MegaPipeTransportOptions>? configureMegaPipe = null,
-        ITestOutputHelper? output = null)
+        ITestOutputHelper? output = null,
+        Action<WebApplicationBuilder>? configureBuilder = null)
     {
         var logs = new CollectingLoggerProvider();
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
@@ -67,6 +68,8 @@ public sealed class TestServer : IAsyncDisposable
         builder.Logging.AddProvider(logs);
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("MegaPipe.Transport", LogLevel.Debug);
+        // Kestrel's HTTPS middleware logs handshake failures and timeouts at Debug.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel.Https", LogLevel.Debug);
         builder.WebHost.ConfigureKestrel(options =>
         {
             options.AddServerHeader = false;
@@ -89,6 +92,7 @@ public sealed class TestServer : IAsyncDisposable
             });
         }
 
+        configureBuilder?.Invoke(builder);
         WebApplication app = builder.Build();
         configureApp(app);
         try

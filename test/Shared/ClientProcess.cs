@@ -1,18 +1,22 @@
 using System.Diagnostics;
 using System.Text;
 
-namespace MegaPipe.Tls.Tests.Infrastructure;
+namespace MegaPipe.Tests.Shared;
 
-// Runs a real client process (openssl, python3) with its stdin under the test's control.
+// Runs a real client process (openssl, python3, curl, h2load) with its stdin under the test's control. Linked into
+// every test project that drives real clients (test/Shared).
 internal sealed class ClientProcess : IDisposable
 {
+    // Generous: the suites run on a loaded 2-core machine; waits end on output or exit, not on this.
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
     private readonly Process _process;
     private readonly StringBuilder _stdout = new();
     private readonly StringBuilder _stderr = new();
     private readonly TaskCompletionSource _stdoutClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public ClientProcess(string fileName, IEnumerable<string> arguments)
+    public ClientProcess(string fileName, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(fileName)
         {
@@ -24,6 +28,10 @@ internal sealed class ClientProcess : IDisposable
         foreach (string argument in arguments)
         {
             start.ArgumentList.Add(argument);
+        }
+        foreach ((string key, string value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[key] = value;
         }
         CommandLine = fileName + " " + string.Join(" ", start.ArgumentList);
         _process = new Process { StartInfo = start };
@@ -71,7 +79,7 @@ internal sealed class ClientProcess : IDisposable
     /// <summary>Waits until stdout or stderr contains <paramref name="text"/>.</summary>
     public async Task WaitForOutputAsync(string text)
     {
-        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        using var timeout = new CancellationTokenSource(Timeout);
         while (!Output.Contains(text, StringComparison.Ordinal) && !Errors.Contains(text, StringComparison.Ordinal))
         {
             if (_process.HasExited && _stdoutClosed.Task.IsCompleted)
@@ -84,10 +92,27 @@ internal sealed class ClientProcess : IDisposable
 
     public async Task<int> WaitForExitAsync()
     {
-        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        using var timeout = new CancellationTokenSource(Timeout);
         await _process.WaitForExitAsync(timeout.Token);
         await Task.WhenAll(_stdoutClosed.Task, _stderrClosed.Task).WaitAsync(timeout.Token);
         return _process.ExitCode;
+    }
+
+    /// <summary>Runs a process to its end with stdin closed; returns it (exit code, output).</summary>
+    public static async Task<ClientProcess> RunAsync(string fileName, params string[] arguments)
+    {
+        var process = new ClientProcess(fileName, arguments);
+        try
+        {
+            process.CloseInput();
+            await process.WaitForExitAsync();
+            return process;
+        }
+        catch
+        {
+            process.Dispose();
+            throw;
+        }
     }
 
     public override string ToString() => $"{CommandLine}\nstdout:\n{Output}\nstderr:\n{Errors}";

@@ -51,7 +51,9 @@ internal static class HttpsConfiguration
         // The slim builder leaves HTTPS endpoints of configuration out unless asked.
         builder.WebHost.UseKestrelHttpsConfiguration();
         // --urls are configuration endpoints now; left as addresses too, Kestrel would warn that it overrides them.
-        builder.WebHost.UseSetting(WebHostDefaults.ServerUrlsKey, "");
+        // Not "": the web host reads an empty urls setting as unset and falls back to the command line's --urls.
+        // ";" is set and names no address.
+        builder.WebHost.UseSetting(WebHostDefaults.ServerUrlsKey, ";");
         return true;
     }
 }

@@ -44,7 +44,9 @@ internal static class HttpsEndpoints
             ? CreateSelfSigned()
             : X509Certificate2.CreateFromPemFile(Path.GetFullPath(certificatePath), Path.GetFullPath(keyPath!));
         // The --urls are listened on below with the HTTPS ones; left as well, Kestrel would warn that it overrides them.
-        builder.WebHost.UseSetting(WebHostDefaults.ServerUrlsKey, "");
+        // Not "": the web host reads an empty urls setting as unset and falls back to the command line's --urls.
+        // ";" is set and names no address.
+        builder.WebHost.UseSetting(WebHostDefaults.ServerUrlsKey, ";");
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             foreach (string url in httpsUrls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))

@@ -23,6 +23,8 @@ public sealed class HttpsDeploymentTests
         Assert.Contains(denyIoUring ? "epoll" : "io_uring", Assert.Single(app.Output, l => l.Contains("MegaPipe engine:", StringComparison.Ordinal)), StringComparison.Ordinal);
         await AssertServesAsync(https);
         Assert.DoesNotContain(app.Output, l => l.Contains("SslStream", StringComparison.Ordinal));
+        // The app was given --urls too (the plain endpoint it listens on beside the HTTPS one): no warning that they were dropped.
+        Assert.DoesNotContain(app.Output, l => l.Contains("Overriding address", StringComparison.Ordinal));
         Assert.Equal(0, await app.StopAsync());
     }
 

@@ -57,9 +57,7 @@ public abstract class CommandTests : EngineTestBase
     [MemberData(nameof(Lightweight))]
     public void Connect_ToSocketsListener_ExchangesDataBothWays(bool lightweight)
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen();
+        using Socket listener = Loopback.Listen();
         using var channel = CreateChannel(Options(lightweight));
         var pump = new ChannelPump(channel);
 

@@ -312,9 +312,7 @@ public abstract class HandleTests : EngineTestBase
     [MemberData(nameof(Lightweight))]
     public void Close_RightAfterConnect_ClosesTheNewSocket(bool lightweight)
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen();
+        using Socket listener = Loopback.Listen();
         using var channel = CreateChannel(Options(lightweight));
         var pump = new ChannelPump(channel);
         MegaPipeHandle handle = channel.Connect(listener.LocalEndPoint!, "early");

@@ -169,9 +169,7 @@ public abstract class PartitioningTests : EngineTestBase
     [Fact]
     public void Partitioned_PortInUse_IsReportedAsAddressInUse()
     {
-        using var holder = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        holder.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        holder.Listen();
+        using Socket holder = Loopback.Listen();
         SocketException e = Assert.Throws<SocketException>(() => MegaPipeListener.Bind(holder.LocalEndPoint!, 2));
         Assert.Equal(SocketError.AddressAlreadyInUse, e.SocketErrorCode);
     }

@@ -8,27 +8,14 @@ namespace MegaPipe.Deployment.Tests;
 public sealed class NativeAotDeploymentTests(NativeWebApp native)
 {
     [Fact]
-    public void PublishesNatively_WithoutWarnings()
-    {
-        AssertPublished();
-        string[] warnings = native.PublishOutput.Split('\n').Where(l => l.Contains("warning", StringComparison.OrdinalIgnoreCase)).ToArray();
-        Assert.True(warnings.Length == 0, string.Join("\n", warnings));
-        // A native executable, not a managed app: no WebApp.dll beside it to JIT.
-        Assert.False(File.Exists(Path.ChangeExtension(native.Executable, ".dll")));
-        byte[] header = new byte[4];
-        using (FileStream file = File.OpenRead(native.Executable))
-        {
-            file.ReadExactly(header);
-        }
-        Assert.Equal("\u007fELF"u8.ToArray(), header);
-    }
+    public void PublishesNatively_WithoutWarnings() => native.AssertNativeWithoutWarnings();
 
     [Theory]
     [InlineData("io_uring")]
     [InlineData("epoll")]
     public async Task Native_ServesPlaintextJsonAndFiles_OnTheChosenEngine(string engine)
     {
-        AssertPublished();
+        native.AssertPublished();
         await using WebAppProcess app = await WebAppProcess.StartNativeAsync(native.Executable,
             engine == "epoll" ? new Dictionary<string, string> { ["MEGAPIPE_ENGINE"] = "epoll" } : null);
 
@@ -65,7 +52,4 @@ public sealed class NativeAotDeploymentTests(NativeWebApp native)
         string[] failures = app.Output.Where(l => l.StartsWith("fail:", StringComparison.Ordinal) || l.StartsWith("crit:", StringComparison.Ordinal)).ToArray();
         Assert.True(failures.Length == 0, string.Join("\n", failures));
     }
-
-    private void AssertPublished()
-        => Assert.True(native.PublishExitCode == 0 && File.Exists(native.Executable), $"dotnet publish (native AOT) exited with {native.PublishExitCode}:\n{native.PublishOutput}");
 }

@@ -146,7 +146,7 @@ public sealed class RestrictedDeploymentTests
             await AssertPlaintextAsync(socket, app);
             socket.Dispose();
         }
-        await WaitUntilAsync(() => app.OpenDescriptors() <= baseline + 4, () => $"descriptors {app.OpenDescriptors()}, baseline {baseline}");
+        await Poll.UntilAsync(() => app.OpenDescriptors() <= baseline + 4, () => $"descriptors {app.OpenDescriptors()}, baseline {baseline}", WebAppProcess.Timeout, intervalMilliseconds: 50);
 
         Assert.Equal(0, await app.StopAsync());
         AssertNoFailures(app);
@@ -177,13 +177,7 @@ public sealed class RestrictedDeploymentTests
         Assert.Equal(0, await holder.StopAsync());
     }
 
-    private static async Task<Socket> ConnectAsync(IPEndPoint endPoint)
-    {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        using var timeout = new CancellationTokenSource(WebAppProcess.Timeout);
-        await socket.ConnectAsync(endPoint, timeout.Token);
-        return socket;
-    }
+    private static Task<Socket> ConnectAsync(IPEndPoint endPoint) => Loopback.ConnectAsync(endPoint, WebAppProcess.Timeout);
 
     // One keep-alive request and its whole response on an open connection.
     private static async Task AssertPlaintextAsync(Socket socket, WebAppProcess app)
@@ -211,16 +205,6 @@ public sealed class RestrictedDeploymentTests
             received.Append(Encoding.ASCII.GetString(buffer, 0, n));
         }
         Assert.StartsWith("HTTP/1.1 200 OK", received.ToString(), StringComparison.Ordinal);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, Func<string> describe)
-    {
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(watch.Elapsed < WebAppProcess.Timeout, $"timed out: {describe()}");
-            await Task.Delay(50);
-        }
     }
 
     // Nothing beyond warnings: no error, no critical, no unhandled exception.

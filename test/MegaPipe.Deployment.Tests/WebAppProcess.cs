@@ -1,10 +1,6 @@
-using System.Collections.Concurrent;
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Net;
-using System.Reflection;
-using System.Runtime.InteropServices;
-using System.Text.RegularExpressions;
 
 namespace MegaPipe.Deployment.Tests;
 
@@ -13,25 +9,15 @@ namespace MegaPipe.Deployment.Tests;
 /// (restrict.c, compiled with gcc on first use) that installs a seccomp filter and resource limits
 /// before exec, as a container runtime does. Collects the app's console output.
 /// </summary>
-public sealed partial class WebAppProcess : IAsyncDisposable
+public sealed class WebAppProcess : WebHostProcess
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
     private static readonly Lazy<string> s_launcher = new(CompileLauncher);
-    private readonly Process _process;
-    private readonly ConcurrentQueue<string> _output = new();
-    private readonly TaskCompletionSource<Uri> _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Seen)> _waiters = new();
 
-    private WebAppProcess(Process process) => _process = process;
-
-    public Uri BaseAddress { get; private set; } = null!;
-
-    public int ProcessId => _process.Id;
-
-    public bool HasExited => _process.HasExited;
-
-    public IReadOnlyCollection<string> Output => _output.ToArray();
+    private WebAppProcess(ProcessStartInfo info) : base(info, "the web app", Timeout)
+    {
+    }
 
     public static Task<WebAppProcess> StartAsync(bool denyIoUring = false, int nofile = 0, params string[] appArguments)
         => StartAsync(denyIoUring, nofile, "http://127.0.0.1:0", appArguments);
@@ -62,12 +48,6 @@ public sealed partial class WebAppProcess : IAsyncDisposable
         }
     }
 
-    public sealed class StartupFailedException(int exitCode, string output) : Exception($"the web app exited with {exitCode} before listening:\n{output}")
-    {
-        public int ExitCode { get; } = exitCode;
-        public string Output { get; } = output;
-    }
-
     /// <summary>
     /// Runs a natively compiled WebApp (<see cref="NativeWebApp"/>) from its publish folder, its
     /// content root, with <paramref name="environment"/> added (e.g. MEGAPIPE_ENGINE).
@@ -84,181 +64,48 @@ public sealed partial class WebAppProcess : IAsyncDisposable
     // dotnet WebApp.dll, in the project directory (as `dotnet run` would use: the content root with wwwroot).
     private static (string[] Command, string Directory) JitCommand()
     {
-        string webApp = typeof(WebAppProcess).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "WebAppPath").Value!;
+        string webApp = BuildMetadata.Get("WebAppPath");
         Assert.True(File.Exists(webApp), $"{webApp} is missing: the test project builds samples/WebApp first");
         string projectDirectory = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(webApp)!, "..", "..", ".."));
-        return ([DotnetHost(), webApp], projectDirectory);
+        return ([DotnetHost.Path, webApp], projectDirectory);
     }
 
-    private static async Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments,
+    private static Task<WebAppProcess> StartAsync(bool denyIoUring, int nofile, string urls, string[] appArguments,
         string[] command, string workingDirectory, IReadOnlyDictionary<string, string>? environment)
     {
-        var info = new ProcessStartInfo(s_launcher.Value)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = workingDirectory,
-        };
+        var arguments = new List<string>();
         if (denyIoUring)
         {
-            info.ArgumentList.Add("--deny-io-uring");
+            arguments.Add("--deny-io-uring");
         }
         if (nofile > 0)
         {
-            info.ArgumentList.Add("--nofile");
-            info.ArgumentList.Add(nofile.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            arguments.Add("--nofile");
+            arguments.Add(nofile.ToString(System.Globalization.CultureInfo.InvariantCulture));
         }
-        info.ArgumentList.Add("--");
-        foreach (string part in command)
+        arguments.Add("--");
+        arguments.AddRange(command);
+        arguments.Add("--urls");
+        arguments.Add(urls);
+        arguments.AddRange(appArguments);
+        // One line per log entry, so a test can find an entry by a line.
+        var childEnvironment = new Dictionary<string, string>
         {
-            info.ArgumentList.Add(part);
-        }
-        info.ArgumentList.Add("--urls");
-        info.ArgumentList.Add(urls);
-        foreach (string argument in appArguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
-        // The child decides its own engine: nothing inherited from the test run may force it.
-        info.Environment.Remove("MEGAPIPE_ENGINE");
-        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        info.Environment["Logging__Console__FormatterName"] = "simple";
-        info.Environment["Logging__Console__FormatterOptions__SingleLine"] = "true";
+            ["Logging__Console__FormatterName"] = "simple",
+            ["Logging__Console__FormatterOptions__SingleLine"] = "true",
+        };
         foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
         {
-            info.Environment[name] = value;
+            childEnvironment[name] = value;
         }
+        ProcessStartInfo info = DotnetHost.StartInfo(s_launcher.Value, workingDirectory, arguments, childEnvironment);
 
-        var app = new WebAppProcess(Process.Start(info)!);
-        app._process.OutputDataReceived += (_, e) => app.OnLine(e.Data);
-        app._process.ErrorDataReceived += (_, e) => app.OnLine(e.Data);
-        app._process.BeginOutputReadLine();
-        app._process.BeginErrorReadLine();
-        try
-        {
-            Task exited = app._process.WaitForExitAsync();
-            Task first = await Task.WhenAny(app._listening.Task, exited).WaitAsync(Timeout);
-            if (first != app._listening.Task)
-            {
-                // Let the output readers finish before reporting it.
-                await app._process.WaitForExitAsync().WaitAsync(Timeout);
-                throw new StartupFailedException(app._process.ExitCode, app.OutputText);
-            }
-            app.BaseAddress = await app._listening.Task;
-            return app;
-        }
-        catch
-        {
-            await app.DisposeAsync();
-            throw;
-        }
-    }
-
-    public string OutputText => string.Join("\n", _output);
-
-    private void OnLine(string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-        _output.Enqueue(line);
-        Match listening = ListeningRegex().Match(line);
-        if (listening.Success)
-        {
-            _listening.TrySetResult(new Uri(listening.Groups[1].Value));
-        }
-        lock (_waiters)
-        {
-            foreach ((Func<string, bool> match, TaskCompletionSource<string> seen) in _waiters)
-            {
-                if (match(line))
-                {
-                    seen.TrySetResult(line);
-                }
-            }
-        }
-    }
-
-    /// <summary>Completes with the first output line (already written or still to come) that matches.</summary>
-    public Task<string> WaitForOutputAsync(Func<string, bool> match)
-    {
-        var seen = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_waiters)
-        {
-            _waiters.Add((match, seen));
-            foreach (string line in _output)
-            {
-                if (match(line))
-                {
-                    seen.TrySetResult(line);
-                }
-            }
-        }
-        return seen.Task.WaitAsync(Timeout);
+        return ListeningAsync(new WebAppProcess(info));
     }
 
     public HttpClient CreateClient() => new(new SocketsHttpHandler { ConnectTimeout = Timeout }) { BaseAddress = BaseAddress, Timeout = Timeout };
 
     public IPEndPoint EndPoint => new(IPAddress.Parse(BaseAddress.Host), BaseAddress.Port);
-
-    /// <summary>Where each descriptor of the process points now (readlink of /proc/PID/fd/N).</summary>
-    public string[] DescriptorTargets()
-    {
-        var targets = new List<string>();
-        foreach (string fd in Directory.GetFiles($"/proc/{_process.Id}/fd"))
-        {
-            try
-            {
-                if (new FileInfo(fd).LinkTarget is { } target)
-                {
-                    targets.Add(target);
-                }
-            }
-            catch (IOException)
-            {
-                // Closed between the listing and the readlink.
-            }
-        }
-        return targets.ToArray();
-    }
-
-    /// <summary>Descriptors the process has open now.</summary>
-    public int OpenDescriptors() => Directory.GetFiles($"/proc/{_process.Id}/fd").Length;
-
-    /// <summary>A field of /proc/PID/status, such as "Seccomp".</summary>
-    public string Status(string field)
-        => File.ReadLines($"/proc/{_process.Id}/status").Select(l => l.Split(':', 2)).Single(p => p[0] == field)[1].Trim();
-
-    /// <summary>SIGTERM, as a service manager or container runtime stops the app; returns the exit code.</summary>
-    public async Task<int> StopAsync()
-    {
-        Assert.Equal(0, kill(_process.Id, SIGTERM));
-        await _process.WaitForExitAsync().WaitAsync(Timeout);
-        return _process.ExitCode;
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (!_process.HasExited)
-        {
-            _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync().WaitAsync(Timeout);
-        }
-        _process.Dispose();
-    }
-
-    private static string DotnetHost()
-    {
-        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(host) && File.Exists(host))
-        {
-            return host;
-        }
-        string? path = Environment.ProcessPath;
-        return path is not null && Path.GetFileNameWithoutExtension(path) == "dotnet" ? path : "dotnet";
-    }
 
     private static string CompileLauncher()
     {
@@ -295,12 +142,4 @@ public sealed partial class WebAppProcess : IAsyncDisposable
         }
         return exe;
     }
-
-    private const int SIGTERM = 15;
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
-
-    [GeneratedRegex(@"Now listening on: (http://\S+)")]
-    private static partial Regex ListeningRegex();
 }

@@ -33,31 +33,25 @@ public sealed class CommandLineTests : IDisposable
             Assert.Contains(option, output, StringComparison.Ordinal);
         }
         Assert.DoesNotContain("Now listening", output, StringComparison.Ordinal);
-        Assert.Null(server.BaseAddress);
+        Assert.False(server.IsListening);
     }
 
-    [Fact]
-    public async Task RelativeRoot_RunDirectly_IsRelativeToTheCurrentDirectory()
+    // Run directly or by `dotnet run` (which used to start a web project in the project folder, so
+    // `--root site` named samples/StaticServer/site, which does not exist), a relative root is
+    // relative to where the command was typed, and that is the content root.
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task RelativeRoot_IsRelativeToTheCurrentDirectory_NotTheProjectFolder(bool dotnetRun)
     {
-        File.WriteAllText(Path.Combine(Directory.CreateDirectory(Path.Combine(_cwd, "site")).FullName, "index.html"), "served from the current directory");
-        await using ServerProcess server = ServerProcess.Start(_cwd, ServerProcess.Direct("--root", "site", "--urls", "http://127.0.0.1:0"));
+        string body = dotnetRun ? "served from where dotnet run was typed" : "served from the current directory";
+        File.WriteAllText(Path.Combine(Directory.CreateDirectory(Path.Combine(_cwd, "site")).FullName, "index.html"), body);
+        string[] arguments = ["--root", "site", "--urls", "http://127.0.0.1:0"];
+        await using ServerProcess server = ServerProcess.Start(_cwd, dotnetRun ? ServerProcess.DotnetRun(arguments) : ServerProcess.Direct(arguments));
 
         Uri address = await server.WaitForListeningAsync();
         using var client = new HttpClient { BaseAddress = address, Timeout = ServerProcess.Timeout };
-        Assert.Equal("served from the current directory", await client.GetStringAsync("/"));
-    }
-
-    // `dotnet run` of a web project used to start the app in the project folder, so `--root site`
-    // named samples/StaticServer/site, which does not exist.
-    [Fact]
-    public async Task RelativeRoot_UnderDotnetRun_IsRelativeToTheCurrentDirectory_NotTheProjectFolder()
-    {
-        File.WriteAllText(Path.Combine(Directory.CreateDirectory(Path.Combine(_cwd, "site")).FullName, "index.html"), "served from where dotnet run was typed");
-        await using ServerProcess server = ServerProcess.Start(_cwd, ServerProcess.DotnetRun("--root", "site", "--urls", "http://127.0.0.1:0"));
-
-        Uri address = await server.WaitForListeningAsync();
-        using var client = new HttpClient { BaseAddress = address, Timeout = ServerProcess.Timeout };
-        Assert.Equal("served from where dotnet run was typed", await client.GetStringAsync("/"));
+        Assert.Equal(body, await client.GetStringAsync("/"));
         Assert.Contains($"Content root path: {_cwd}", server.OutputText, StringComparison.Ordinal);
     }
 

@@ -34,7 +34,7 @@ public sealed class ServingTests(SiteFixture fixture) : IClassFixture<SiteFixtur
         _site.Write("head/data.json", "{\"a\":1}");
         using HttpResponseMessage get = await _client.GetAsync("/head/data.json");
 
-        RawResponse head = await RawHttp.GetAsync(fixture.EndPoint, "/head/data.json", "HEAD");
+        RawHttpResponse head = await RawHttpConnection.SendOnceAsync(fixture.EndPoint, "/head/data.json", "HEAD");
 
         Assert.Equal(200, head.StatusCode);
         Assert.Empty(head.Body);
@@ -97,7 +97,7 @@ public sealed class ServingTests(SiteFixture fixture) : IClassFixture<SiteFixtur
     {
         _site.Write("redirect/index.html", "x");
 
-        RawResponse response = await RawHttp.GetAsync(fixture.EndPoint, "/redirect?a=1&b=2");
+        RawHttpResponse response = await RawHttpConnection.SendOnceAsync(fixture.EndPoint, "/redirect?a=1&b=2");
 
         Assert.Equal(301, response.StatusCode);
         Assert.Equal("/redirect/?a=1&b=2", response.Header("Location"));
@@ -171,32 +171,14 @@ public sealed class ServingTests(SiteFixture fixture) : IClassFixture<SiteFixtur
     public async Task ManyRequestsOnOneConnection_AllSucceed()
     {
         _site.Write("keepalive/a.txt", "aaaa");
-        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
-        await socket.ConnectAsync(fixture.EndPoint);
-        byte[] request = Encoding.ASCII.GetBytes("GET /keepalive/a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
-        // Pipelined: 50 requests in one write.
-        await socket.SendAsync(Enumerable.Repeat(request, 50).SelectMany(r => r).ToArray());
-        var received = new MemoryStream();
-        var buffer = new byte[65536];
-        using var cts = new CancellationTokenSource(TestTimeouts.Default);
-        while (CountOccurrences(received.ToArray(), "aaaa"u8) < 50)
+        using RawHttpConnection connection = await RawHttpConnection.ConnectAsync(fixture.EndPoint);
+        // Pipelined: 50 requests in one write, then 50 whole responses in order.
+        await connection.SendAsync(string.Concat(Enumerable.Repeat("GET /keepalive/a.txt HTTP/1.1\r\nHost: x\r\n\r\n", 50)));
+        for (int i = 0; i < 50; i++)
         {
-            int n = await socket.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, cts.Token);
-            Assert.NotEqual(0, n);
-            received.Write(buffer, 0, n);
+            RawHttpResponse response = await connection.ReadResponseAsync();
+            Assert.Equal(200, response.StatusCode);
+            Assert.Equal("aaaa", response.BodyText);
         }
-        Assert.Equal(50, CountOccurrences(received.ToArray(), "HTTP/1.1 200 OK"u8));
-    }
-
-    private static int CountOccurrences(ReadOnlySpan<byte> data, ReadOnlySpan<byte> pattern)
-    {
-        int count = 0;
-        int i;
-        while ((i = data.IndexOf(pattern)) >= 0)
-        {
-            count++;
-            data = data[(i + pattern.Length)..];
-        }
-        return count;
     }
 }

@@ -69,7 +69,7 @@ public sealed class TraversalTests : IClassFixture<TraversalTests.Fixture>
     [InlineData("http://127.0.0.1/%2e%2e/secret.txt")]
     public async Task TraversalTargets_Are400Or404_AndRevealNothing(string target)
     {
-        RawResponse response = await RawHttp.GetAsync(_fixture.EndPoint, target);
+        RawHttpResponse response = await RawHttpConnection.SendOnceAsync(_fixture.EndPoint, target);
 
         Assert.True(response.StatusCode is 400 or 404, $"{target}: {response.StatusCode}");
         Assert.DoesNotContain(TempSite.Secret, response.BodyText, StringComparison.Ordinal);
@@ -89,7 +89,7 @@ public sealed class TraversalTests : IClassFixture<TraversalTests.Fixture>
     [InlineData("/dir-out/")]
     public async Task LinksPointingOutOfTheRoot_Are404(string target)
     {
-        RawResponse response = await RawHttp.GetAsync(_fixture.EndPoint, target);
+        RawHttpResponse response = await RawHttpConnection.SendOnceAsync(_fixture.EndPoint, target);
         Assert.Equal(404, response.StatusCode);
         Assert.DoesNotContain(TempSite.Secret, response.BodyText, StringComparison.Ordinal);
     }
@@ -102,7 +102,7 @@ public sealed class TraversalTests : IClassFixture<TraversalTests.Fixture>
     [InlineData("/absolute-in.txt", "sub file")]
     public async Task LinksStayingInside_AreFollowed(string target, string expected)
     {
-        RawResponse response = await RawHttp.GetAsync(_fixture.EndPoint, target);
+        RawHttpResponse response = await RawHttpConnection.SendOnceAsync(_fixture.EndPoint, target);
         Assert.Equal(200, response.StatusCode);
         Assert.Equal(expected, response.BodyText);
     }
@@ -112,11 +112,11 @@ public sealed class TraversalTests : IClassFixture<TraversalTests.Fixture>
     {
         TempSite site = _fixture.Site;
         site.Symlink("moving.txt", "inside.txt");
-        Assert.Equal("inside", (await RawHttp.GetAsync(_fixture.EndPoint, "/moving.txt")).BodyText);
+        Assert.Equal("inside", (await RawHttpConnection.SendOnceAsync(_fixture.EndPoint, "/moving.txt")).BodyText);
 
         File.Delete(site.PathOf("moving.txt"));
         site.Symlink("moving.txt", Path.Combine(site.Outside, "secret.txt"));
-        RawResponse response = await RawHttp.GetAsync(_fixture.EndPoint, "/moving.txt");
+        RawHttpResponse response = await RawHttpConnection.SendOnceAsync(_fixture.EndPoint, "/moving.txt");
 
         Assert.Equal(404, response.StatusCode);
         Assert.DoesNotContain(TempSite.Secret, response.BodyText, StringComparison.Ordinal);
@@ -135,11 +135,11 @@ public sealed class TraversalTests : IClassFixture<TraversalTests.Fixture>
         Directory.CreateDirectory(outsideDir);
         File.WriteAllText(Path.Combine(outsideDir, "page.txt"), TempSite.Secret);
         File.SetLastWriteTimeUtc(Path.Combine(outsideDir, "page.txt"), mtime);
-        Assert.Equal(inside, (await RawHttp.GetAsync(_fixture.EndPoint, "/swap/page.txt")).BodyText);
+        Assert.Equal(inside, (await RawHttpConnection.SendOnceAsync(_fixture.EndPoint, "/swap/page.txt")).BodyText);
 
         Directory.Move(site.PathOf("swap"), site.PathOf("swap-old"));
         site.Symlink("swap", outsideDir);
-        RawResponse response = await RawHttp.GetAsync(_fixture.EndPoint, "/swap/page.txt");
+        RawHttpResponse response = await RawHttpConnection.SendOnceAsync(_fixture.EndPoint, "/swap/page.txt");
 
         Assert.True(response.StatusCode is 200 or 404, response.StatusCode.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Assert.DoesNotContain(TempSite.Secret, response.BodyText, StringComparison.Ordinal);

@@ -88,9 +88,7 @@ public sealed class HostileClientTests
     // The bytes `openssl s_client` sends first: a genuine ClientHello.
     private static async Task<byte[]> CaptureClientHelloAsync()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
+        using Socket listener = Loopback.Listen(1);
         using ClientProcess client = OpenSslClient.Start(((IPEndPoint)listener.LocalEndPoint!).Port, "-tls1_3");
         using Socket accepted = await listener.AcceptAsync();
         byte[] buffer = new byte[16 * 1024];

@@ -20,7 +20,7 @@ public sealed class SslStreamClientTests
         byte[] payload = RandomNumberGenerator.GetBytes(TenMegabytes);
         await using (SslStreamClient client = await SslStreamClient.ConnectAsync(server.Port, protocol))
         {
-            using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+            using var timeout = new CancellationTokenSource(TestTimeouts.Long);
             // Write and read at once: the echo would fill both directions' buffers if one waited for the other.
             Task writer = Task.Run(async () =>
             {
@@ -105,7 +105,7 @@ public sealed class SslStreamClientTests
             Assert.Equal(expected[i % 3], client.Stream.RemoteCertificate!.GetCertHashString());
             await client.EchoAsync("sni\n"u8.ToArray());
         })).ToArray();
-        await Task.WhenAll(clients).WaitAsync(TestTimeouts.Default);
+        await Task.WhenAll(clients).WaitAsync(TestTimeouts.Long);
         for (int i = 0; i < 60; i++)
         {
             Assert.Equal(TlsHandshakeStatus.Completed, (await server.NextResultAsync()).Handshake);
@@ -124,7 +124,7 @@ public sealed class SslStreamClientTests
             await client.EchoAsync(System.Text.Encoding.ASCII.GetBytes($"client {i}\n"));
             await client.Stream.ShutdownAsync();
         })).ToArray();
-        await Task.WhenAll(clients).WaitAsync(TestTimeouts.Default);
+        await Task.WhenAll(clients).WaitAsync(TestTimeouts.Long);
         for (int i = 0; i < Count; i++)
         {
             ConnectionResult result = await server.NextResultAsync();

@@ -191,7 +191,7 @@ public sealed class ChannelSetTests(ITestOutputHelper output)
             Task.Run(() => KeepAliveLoadAsync(endpoint, stopLoad.Token, failures, () => Interlocked.Increment(ref served))),
             Task.Run(() => ShortConnectionLoadAsync(endpoint, stopLoad.Token, failures, () => Interlocked.Increment(ref served))),
         }).ToArray();
-        await WaitUntilAsync(() => Interlocked.Read(ref served) >= 200, "the load to get going");
+        await Poll.UntilAsync(() => Interlocked.Read(ref served) >= 200, "the load to get going", intervalMilliseconds: 20);
 
         // Remove endpoint C: Kestrel's configuration reload unbinds and disposes its listener.
         source.Provider.Replace(new Dictionary<string, string?>
@@ -199,11 +199,11 @@ public sealed class ChannelSetTests(ITestOutputHelper output)
             ["Kestrel:Endpoints:A:Url"] = "http://127.0.0.1:0",
             ["Kestrel:Endpoints:B:Url"] = "http://[::1]:0",
         });
-        await WaitUntilAsync(() => !Accepts(removed), $"{removed} to stop accepting");
+        await Poll.UntilAsync(() => !Accepts(removed), $"{removed} to stop accepting", intervalMilliseconds: 20);
 
         // The others keep serving through it and after it, on the same channel set.
         long afterUnbind = Interlocked.Read(ref served);
-        await WaitUntilAsync(() => Interlocked.Read(ref served) >= afterUnbind + 200, "the load to go on after the unbind");
+        await Poll.UntilAsync(() => Interlocked.Read(ref served) >= afterUnbind + 200, "the load to go on after the unbind", intervalMilliseconds: 20);
         stopLoad.Cancel();
         await Task.WhenAll(load).WaitAsync(TestTimeouts.Long);
         Assert.True(failures.IsEmpty, $"{failures.Count} requests failed on the endpoints that stayed, e.g.: {string.Join(" | ", failures.Take(5))}");
@@ -331,20 +331,7 @@ public sealed class ChannelSetTests(ITestOutputHelper output)
 
     // Channel threads of an earlier test's server end just after its Stop returns: wait for the count to settle.
     private static Task WaitForChannelThreadsAsync(int expected)
-        => WaitUntilAsync(() => CountChannelThreads() == expected, $"exactly {expected} channel threads (now {CountChannelThreads()})");
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
-        while (!condition())
-        {
-            if (timeout.IsCancellationRequested)
-            {
-                Assert.Fail($"Timed out waiting for {what}.");
-            }
-            await Task.Delay(20);
-        }
-    }
+        => Poll.UntilAsync(() => CountChannelThreads() == expected, () => $"exactly {expected} channel threads (now {CountChannelThreads()})", intervalMilliseconds: 20);
 
     // A configuration source whose values a test replaces, raising the reload token as a changed file would.
     private sealed class MutableConfigurationSource(IDictionary<string, string?> initial) : IConfigurationSource

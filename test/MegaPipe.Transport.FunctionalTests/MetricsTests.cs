@@ -86,7 +86,7 @@ public sealed class MetricsTests(ITestOutputHelper output)
     public async Task TlsHandshakes_CountedByOutcome()
     {
         await using TestServer server = await TestServer.StartAsync(TestTransport.MegaPipe, app => CommonEndpoints.Map(app),
-            kestrel => kestrel.Listen(System.Net.IPAddress.Loopback, 0, listen => listen.UseMegaPipeHttps(TestCertificate.Certificate, https => https.HandshakeTimeout = TimeSpan.FromSeconds(1))),
+            kestrel => kestrel.Listen(System.Net.IPAddress.Loopback, 0, listen => listen.UseMegaPipeHttps(TestCertificates.Rsa, https => https.HandshakeTimeout = TimeSpan.FromSeconds(1))),
             output: output);
         IMeterFactory meterFactory = server.App.Services.GetRequiredService<IMeterFactory>();
         using (MegaPipe.Tests.Shared.ClientProcess python = await TlsClients.PythonAsync(server.EndPoint, "resume", "1.3"))
@@ -156,11 +156,8 @@ public sealed class MetricsTests(ITestOutputHelper output)
             Assert.Equal(200, (await connection.RequestAsync(RawHttpConnection.Get("/hello"))).StatusCode);
             await server.Logs.WaitForAsync(e => e.EventId.Name == "ConnectionLimitReached");
             // Each channel paused (one accept queue per channel).
-            using var timeout = new CancellationTokenSource(TestTimeouts.Default);
-            while (Collect(meterFactory).Where(r => r.Instrument == "megapipe.accept_pauses" && (string?)r.Tags["megapipe.reason"] == "max_connections").Sum(r => r.Value) < 2)
-            {
-                await Task.Delay(10, timeout.Token);
-            }
+            await Poll.UntilAsync(() => Collect(meterFactory).Where(r => r.Instrument == "megapipe.accept_pauses" && (string?)r.Tags["megapipe.reason"] == "max_connections").Sum(r => r.Value) >= 2,
+                "an accept pause for max_connections on each of the 2 channels");
         }
         Assert.Equal(0, Collect(meterFactory).Where(r => r.Instrument == "megapipe.accept_pauses" && (string?)r.Tags["megapipe.reason"] == "descriptors").Sum(r => r.Value));
     }

@@ -78,11 +78,7 @@ public sealed class SocketFeatureTests(ITestOutputHelper output)
             Assert.True((int)handedOut!.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive)! != 0);
         }
         // Closed with the connection: the Socket is disposed and its descriptor gone.
-        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
-        while (!handedOut!.SafeHandle.IsClosed)
-        {
-            await Task.Delay(10, timeout.Token);
-        }
+        await Poll.UntilAsync(() => handedOut!.SafeHandle.IsClosed, "the handed-out Socket to be disposed with its connection");
         Assert.Throws<ObjectDisposedException>(() => handedOut.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive));
         // The installed descriptor was a socket of its own (a lightweight socket had none), and it is gone
         // (its number may have been reused since, but not for that socket).

@@ -68,24 +68,24 @@ public abstract partial class TransportTests
                 kestrel.Limits.MinRequestBodyDataRate = new MinDataRate(bytesPerSecond: 240, gracePeriod: timeout);
             });
 
-        var silent = new List<HostileClient>();
-        var partial = new List<HostileClient>();
-        var stalled = new List<HostileClient>();
+        var silent = new List<RawHttpConnection>();
+        var partial = new List<RawHttpConnection>();
+        var stalled = new List<RawHttpConnection>();
         try
         {
             for (int i = 0; i < Silent; i++)
             {
-                silent.Add(await HostileClient.ConnectAsync(server.EndPoint));
+                silent.Add(await RawHttpConnection.ConnectAsync(server.EndPoint));
             }
             for (int i = 0; i < PartialHeaders; i++)
             {
-                HostileClient client = await HostileClient.ConnectAsync(server.EndPoint);
+                RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint);
                 partial.Add(client);
                 await client.SendAsync("GET /hello HTTP/1.1\r\nHost: loc");
             }
             for (int i = 0; i < StalledBodies; i++)
             {
-                HostileClient client = await HostileClient.ConnectAsync(server.EndPoint);
+                RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint);
                 stalled.Add(client);
                 await client.SendAsync("POST /hostile/drain HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n0123456789");
             }
@@ -112,14 +112,14 @@ public abstract partial class TransportTests
             await Task.WhenAll(partial.Select(async client =>
             {
                 (byte[] data, _) = await client.ReadToCloseAsync(TestTimeouts.Long);
-                Assert.Equal(408, HostileClient.StatusCodeOf(data));
+                Assert.Equal(408, RawHttpConnection.StatusCodeOf(data));
             }));
             await allBodiesEnded.Task.WaitAsync(TestTimeouts.Long);
             Assert.All(bodyErrors, error => Assert.IsAssignableFrom<BadHttpRequestException>(error));
             await Task.WhenAll(stalled.Select(async client =>
             {
                 (byte[] data, _) = await client.ReadToCloseAsync(TestTimeouts.Long);
-                Assert.Equal(408, HostileClient.StatusCodeOf(data));
+                Assert.Equal(408, RawHttpConnection.StatusCodeOf(data));
             }));
         }
         finally
@@ -232,12 +232,12 @@ public abstract partial class TransportTests
             }
         }));
 
-        var clients = new List<HostileClient>();
+        var clients = new List<RawHttpConnection>();
         try
         {
             for (int i = 0; i < Clients; i++)
             {
-                HostileClient client = await HostileClient.ConnectAsync(server.EndPoint);
+                RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint);
                 clients.Add(client);
                 await client.SendAsync("POST /hostile/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10485760\r\n\r\n");
                 await client.SendAsync(TestData.Payload(64 * 1024 + i * 1000));
@@ -286,14 +286,14 @@ public abstract partial class TransportTests
         foreach (string fragment in new[] { "GET /hel", "GET /hello HTTP/1.1\r\nHost: localhost\r\nX-Partial: abc" })
         {
             int opened = tracker.Opened;
-            using HostileClient client = await HostileClient.ConnectAsync(server.EndPoint);
+            using RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint);
             await client.SendAsync(fragment);
             await tracker.WaitUntilAsync(t => t.Opened > opened, "Kestrel started the connection");
             client.Reset();
         }
 
         // A complete request whose handler waits: the reset reaches it as RequestAborted.
-        using (HostileClient client = await HostileClient.ConnectAsync(server.EndPoint))
+        using (RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint))
         {
             await client.SendAsync(RawHttpConnection.Get("/hostile/wait"));
             await waiting.Task.WaitAsync(TestTimeouts.Default);
@@ -317,7 +317,7 @@ public abstract partial class TransportTests
         string request = RawHttpConnection.Get($"/bytes/{1024 * 1024}");
         await Task.WhenAll(Enumerable.Range(0, Clients).Select(async i =>
         {
-            using HostileClient client = await HostileClient.ConnectAsync(server.EndPoint);
+            using RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint);
             if (i % 4 >= 2)
             {
                 await client.SendAsync(request);
@@ -421,7 +421,7 @@ public abstract partial class TransportTests
 
         await Task.WhenAll(Enumerable.Range(0, Clients).Select(async i =>
         {
-            using HostileClient client = await HostileClient.ConnectAsync(server.EndPoint);
+            using RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint);
             await client.SendAsync(RawHttpConnection.Get("/hostile/endless"));
             (int status, _) = await client.ReadResponseHeadAsync();
             Assert.Equal(200, status);
@@ -458,7 +458,7 @@ public abstract partial class TransportTests
             lateWrite.TrySetResult(await context.Response.BodyWriter.WriteAsync("late!"u8.ToArray()));
         }));
 
-        using HostileClient client = await HostileClient.ConnectAsync(server.EndPoint);
+        using RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint);
         await client.SendAsync(RawHttpConnection.Get("/hostile/after-abort"));
         client.ShutdownSend();
         await aborted.Task.WaitAsync(TestTimeouts.Default);
@@ -467,7 +467,7 @@ public abstract partial class TransportTests
         // Nothing of the late response, and an orderly close (FIN), as the Sockets transport does:
         // Kestrel aborts the output without a reason, which means "close gracefully".
         (byte[] data, bool reset) = await client.ReadToCloseAsync();
-        Assert.Equal("", HostileClient.Preview(data));
+        Assert.Equal("", RawHttpConnection.Preview(data));
         Assert.False(reset, "FIN, not RST");
 
         await AssertConnectionsReleasedAsync(tracker);
@@ -482,7 +482,7 @@ public abstract partial class TransportTests
         await using TestServer server = await StartHostileServerAsync(tracker, app => app.MapGet("/hostile/large", response.HandleAsync));
 
         // The client does not read until the response stalls: the kernel buffers are full of it.
-        using HostileClient client = await HostileClient.ConnectAsync(server.EndPoint, receiveBufferSize: 64 * 1024);
+        using RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint, receiveBufferSize: 64 * 1024);
         await client.SendAsync(RawHttpConnection.Get("/hostile/large"));
         (long flushed, _) = await WaitForStalledFlushAsync(server, response);
         client.ShutdownSend();
@@ -498,8 +498,8 @@ public abstract partial class TransportTests
         (byte[] data, bool reset) = await client.ReadToCloseAsync();
         Assert.False(reset, "FIN, not RST");
         int headersEnd = data.AsSpan().IndexOf("\r\n\r\n"u8);
-        Assert.True(headersEnd > 0, HostileClient.Preview(data));
-        Assert.Equal(200, HostileClient.StatusCodeOf(data));
+        Assert.True(headersEnd > 0, RawHttpConnection.Preview(data));
+        Assert.Equal(200, RawHttpConnection.StatusCodeOf(data));
         ReadOnlySpan<byte> body = data.AsSpan(headersEnd + 4);
         AssertBodyPrefix(body);
         long unsentAtMost = BufferedAboveTheKernel(server);
@@ -542,7 +542,7 @@ public abstract partial class TransportTests
             }
         }));
 
-        using HostileClient client = await HostileClient.ConnectAsync(server.EndPoint);
+        using RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint);
         await client.SendAsync("POST /hostile/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\n\r\n");
         await client.SendAsync(TestData.Payload(Sent));
         await bodyStarted.Task.WaitAsync(TestTimeouts.Default);
@@ -558,10 +558,10 @@ public abstract partial class TransportTests
         // Then the server closes the connection (with a reset on every transport, as observed:
         // Kestrel aborts it after the bad body); the app's 400 gets out only if it was quicker.
         (byte[] data, bool reset) = await client.ReadToCloseAsync();
-        Output.WriteLine($"The client got '{HostileClient.Preview(data)}', then {(reset ? "RST" : "FIN")}.");
+        Output.WriteLine($"The client got '{RawHttpConnection.Preview(data)}', then {(reset ? "RST" : "FIN")}.");
         if (data.Length > 0)
         {
-            Assert.Equal(400, HostileClient.StatusCodeOf(data));
+            Assert.Equal(400, RawHttpConnection.StatusCodeOf(data));
         }
 
         await AssertConnectionsReleasedAsync(tracker);
@@ -576,7 +576,7 @@ public abstract partial class TransportTests
 
         foreach (GarbageCase garbage in GarbageCases())
         {
-            using HostileClient client = await HostileClient.ConnectAsync(server.EndPoint);
+            using RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint);
             // The server may answer and close before it has read everything.
             await client.TrySendAsync(garbage.Bytes);
             (byte[] data, _) = await client.ReadToCloseAsync();
@@ -587,7 +587,7 @@ public abstract partial class TransportTests
         using HttpClient normal = CreateClient(server);
         Task[] hostile = Enumerable.Range(0, 4).SelectMany(_ => GarbageCases()).Select(async garbage =>
         {
-            using HostileClient client = await HostileClient.ConnectAsync(server.EndPoint);
+            using RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint);
             await client.TrySendAsync(garbage.Bytes);
             (byte[] data, _) = await client.ReadToCloseAsync();
             garbage.Check(data);
@@ -613,7 +613,7 @@ public abstract partial class TransportTests
         Action<byte[]> Status(params int[] codes) => data =>
         {
             Assert.True(data.Length > 0, "The server closed without answering.");
-            Assert.Equal(codes, HostileClient.StatusCodesOf(data));
+            Assert.Equal(codes, RawHttpConnection.StatusCodesOf(data));
         };
 
         yield return new("random bytes", random, Status(400));
@@ -633,7 +633,7 @@ public abstract partial class TransportTests
         // GOAWAY (type 7) with HTTP_1_1_REQUIRED (0xd).
         yield return new("HTTP/2 preface", [.. Ascii("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0], data =>
         {
-            Assert.True(data.Length >= 17, $"Not a GOAWAY frame: '{HostileClient.Preview(data)}'.");
+            Assert.True(data.Length >= 17, $"Not a GOAWAY frame: '{RawHttpConnection.Preview(data)}'.");
             Assert.Equal(7, data[3]);
             Assert.Equal(0xd, (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(13, 4)));
         });
@@ -645,7 +645,7 @@ public abstract partial class TransportTests
         var response = new StallingResponse();
         await using TestServer server = await StartHostileServerAsync(tracker, app => app.MapGet("/hostile/large", response.HandleAsync));
 
-        using HostileClient client = await HostileClient.ConnectAsync(server.EndPoint, receiveBufferSize: 64 * 1024);
+        using RawHttpConnection client = await RawHttpConnection.ConnectAsync(server.EndPoint, receiveBufferSize: 64 * 1024);
         await client.SendAsync(RawHttpConnection.Get("/hostile/large"));
         (long flushed, int checks) = await WaitForStalledFlushAsync(server, response);
 

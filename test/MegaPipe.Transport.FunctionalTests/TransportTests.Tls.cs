@@ -44,13 +44,13 @@ public abstract partial class TransportTests
             {
                 listen.Protocols = protocols;
                 beforeHttps?.Invoke(listen);
-                listen.UseHttps(mode, TestCertificate.Certificate, configureHttps);
+                listen.UseHttps(mode, TestCertificates.Rsa, configureHttps);
             }),
             output: Output);
 
     protected static HttpClient CreateHttpsClient(TestServer server, Action<SocketsHttpHandler>? configure = null) => CreateClient(server, handler =>
     {
-        handler.SslOptions.RemoteCertificateValidationCallback = (_, presented, _, _) => presented?.GetCertHashString() == TestCertificate.Certificate.Thumbprint;
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, presented, _, _) => presented?.GetCertHashString() == TestCertificates.Rsa.Thumbprint;
         configure?.Invoke(handler);
     });
 
@@ -191,7 +191,7 @@ public abstract partial class TransportTests
             });
         });
         using var client = new ClientWebSocket();
-        client.Options.RemoteCertificateValidationCallback = (_, presented, _, _) => presented?.GetCertHashString() == TestCertificate.Certificate.Thumbprint;
+        client.Options.RemoteCertificateValidationCallback = (_, presented, _, _) => presented?.GetCertHashString() == TestCertificates.Rsa.Thumbprint;
         using var timeout = new CancellationTokenSource(TestTimeouts.Long);
         await client.ConnectAsync(new UriBuilder(server.BaseAddress) { Scheme = "wss", Path = "/ws" }.Uri, timeout.Token);
         for (int i = 0; i < 20; i++)
@@ -243,25 +243,25 @@ public abstract partial class TransportTests
             https.ClientCertificateValidation = (certificate, _, _) =>
             {
                 Interlocked.Increment(ref validations);
-                return accept && certificate.Thumbprint == TestCertificate.Client.Thumbprint;
+                return accept && certificate.Thumbprint == TestCertificates.Client.Thumbprint;
             };
         });
-        X509Certificate2? clientCertificate = send ? TestCertificate.Client : null;
+        X509Certificate2? clientCertificate = send ? TestCertificates.Client : null;
         bool succeeds = send ? accept : !required;
         if (succeeds)
         {
             using RawHttpConnection connection = await RawHttpConnection.ConnectTlsAsync(server.EndPoint, TlsClientOptions(clientCertificate: clientCertificate));
             TlsInfo info = await GetTlsInfoAsync(connection);
             Assert.Equal(ExpectedTerminator(mode), info.Terminator);
-            Assert.Equal(send ? TestCertificate.Client.Subject : "-", info.ClientCertificate);
+            Assert.Equal(send ? TestCertificates.Client.Subject : "-", info.ClientCertificate);
             Assert.Equal(send ? 1 : 0, Volatile.Read(ref validations));
             if (send)
             {
                 // curl, with the certificate and key as PEM files.
-                (string certificateFile, string keyFile) = TestCertificate.WritePem(TestCertificate.Client, "client");
+                (string certificateFile, string keyFile) = TestCertificates.WritePem(TestCertificates.Client, "client");
                 using ClientProcess curl = await TlsClients.CurlAsync(server.EndPoint, "/tls", "--cert", certificateFile, "--key", keyFile);
                 Assert.True(curl.ExitCode == 0, curl.ToString());
-                Assert.Equal(TestCertificate.Client.Subject, TlsInfo.Parse(curl.Output.Split('\n')[0]).ClientCertificate);
+                Assert.Equal(TestCertificates.Client.Subject, TlsInfo.Parse(curl.Output.Split('\n')[0]).ClientCertificate);
             }
         }
         else
@@ -277,7 +277,7 @@ public abstract partial class TransportTests
             LogEntry logged = await server.Logs.WaitForAsync(e => e.EventId.Name == failure);
             if (failure == "TlsHandshakeFailed")
             {
-                Assert.Contains(send ? "ClientCertificateValidation rejected the client certificate 'CN=MegaPipe functional test client'" : "certificate", logged.Message, StringComparison.Ordinal);
+                Assert.Contains(send ? "ClientCertificateValidation rejected the client certificate 'CN=MegaPipe test client'" : "certificate", logged.Message, StringComparison.Ordinal);
             }
         }
         server.AssertNoErrorsLogged();
@@ -292,9 +292,9 @@ public abstract partial class TransportTests
         await using TestServer server = await StartHttpsServerAsync(mode, https => https.ServerCertificateSelector = (connection, name) =>
         {
             contexts.Add(connection?.ConnectionId ?? "(none)");
-            return name == "beta.test" ? TestCertificate.Beta : TestCertificate.Alpha;
+            return name == "beta.test" ? TestCertificates.Beta : TestCertificates.Alpha;
         });
-        foreach ((string host, X509Certificate2 expected) in new[] { ("alpha.test", TestCertificate.Alpha), ("beta.test", TestCertificate.Beta) })
+        foreach ((string host, X509Certificate2 expected) in new[] { ("alpha.test", TestCertificates.Alpha), ("beta.test", TestCertificates.Beta) })
         {
             using RawHttpConnection connection = await RawHttpConnection.ConnectTlsAsync(server.EndPoint, TlsClientOptions(targetHost: host));
             Assert.Equal(expected.Thumbprint, connection.Tls!.RemoteCertificate?.GetCertHashString());
@@ -331,7 +331,7 @@ public abstract partial class TransportTests
     public async Task UseMegaPipeHttps_EngineSettings_SessionTicketsOff()
     {
         await using TestServer server = await TestServer.StartAsync(Transport, app => CommonEndpoints.Map(app), kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen =>
-            listen.UseMegaPipeHttps(new HttpsConnectionAdapterOptions { ServerCertificate = TestCertificate.Certificate }, tls => tls.SessionTickets = false)), output: Output);
+            listen.UseMegaPipeHttps(new HttpsConnectionAdapterOptions { ServerCertificate = TestCertificates.Rsa }, tls => tls.SessionTickets = false)), output: Output);
         using ClientProcess python = await TlsClients.PythonAsync(server.EndPoint, "resume", "1.3");
         Assert.True(python.ExitCode == 0, python.ToString());
         string[] lines = python.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -517,11 +517,8 @@ public abstract partial class TransportTests
 
     private static async Task<IEnumerable<LogEntry>> WaitForCountAsync(TestServer server, string eventName, int count)
     {
-        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
-        while (server.Logs.Entries.Count(e => e.EventId.Name == eventName) < count)
-        {
-            await Task.Delay(20, timeout.Token);
-        }
+        await Poll.UntilAsync(() => server.Logs.Entries.Count(e => e.EventId.Name == eventName) >= count,
+            () => $"{count} {eventName} log entries (now {server.Logs.Entries.Count(e => e.EventId.Name == eventName)})", intervalMilliseconds: 20);
         return server.Logs.Entries.Where(e => e.EventId.Name == eventName);
     }
 
@@ -586,25 +583,25 @@ public abstract partial class TransportTests
     [Fact]
     public async Task Https_PemKeyNotMatchingItsCertificate_FailsAtStartupSayingSo()
     {
-        (string certificate, _) = TestCertificate.WritePem(TestCertificate.Certificate, "server");
-        (_, string otherKey) = TestCertificate.WritePem(TestCertificate.Alpha, "alpha");
+        (string certificate, _) = TestCertificates.WritePem(TestCertificates.Rsa, "server");
+        (_, string otherKey) = TestCertificates.WritePem(TestCertificates.Alpha, "alpha");
         InvalidOperationException e = await Assert.ThrowsAsync<InvalidOperationException>(() => TestServer.StartAsync(
             Transport, app => CommonEndpoints.Map(app), kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.UseMegaPipeHttpsFromPem(certificate, otherKey)), output: Output));
-        Assert.Contains("does not match the certificate 'CN=MegaPipe functional tests'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("does not match the certificate 'CN=localhost'", e.Message, StringComparison.Ordinal);
         Assert.Contains(otherKey, e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task Https_FromPemFiles_Serves()
     {
-        (string certificate, string key) = TestCertificate.WritePem(TestCertificate.Alpha, "alpha");
+        (string certificate, string key) = TestCertificates.WritePem(TestCertificates.Alpha, "alpha");
         await using TestServer server = await TestServer.StartAsync(Transport, app =>
         {
             CommonEndpoints.Map(app);
             TlsEndpoints.Map(app);
         }, kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.UseMegaPipeHttpsFromPem(certificate, key)), output: Output);
         using RawHttpConnection connection = await RawHttpConnection.ConnectTlsAsync(server.EndPoint, TlsClientOptions(targetHost: "alpha.test"));
-        Assert.Equal(TestCertificate.Alpha.Thumbprint, connection.Tls!.RemoteCertificate?.GetCertHashString());
+        Assert.Equal(TestCertificates.Alpha.Thumbprint, connection.Tls!.RemoteCertificate?.GetCertHashString());
         Assert.Equal(ExpectedTerminator(HttpsMode.UseMegaPipeHttps), (await GetTlsInfoAsync(connection)).Terminator);
         server.AssertNoErrorsLogged();
     }
@@ -652,11 +649,11 @@ public abstract partial class TransportTests
         {
             if (anyIP)
             {
-                kestrel.ListenAnyIP(port, listen => listen.UseHttps(mode, TestCertificate.Certificate));
+                kestrel.ListenAnyIP(port, listen => listen.UseHttps(mode, TestCertificates.Rsa));
             }
             else
             {
-                kestrel.ListenLocalhost(port, listen => listen.UseHttps(mode, TestCertificate.Certificate));
+                kestrel.ListenLocalhost(port, listen => listen.UseHttps(mode, TestCertificates.Rsa));
             }
         }, output: Output);
         foreach (IPAddress address in new[] { IPAddress.Loopback, IPAddress.IPv6Loopback })
@@ -672,7 +669,7 @@ public abstract partial class TransportTests
     [Fact]
     public async Task Https_ConfigurationEndpoints_WithTheSwitch()
     {
-        (string certificate, string key) = TestCertificate.WritePem(TestCertificate.Certificate, "server");
+        (string certificate, string key) = TestCertificates.WritePem(TestCertificates.Rsa, "server");
         bool callbackRan = false;
         await using TestServer server = await TestServer.StartAsync(
             Transport,

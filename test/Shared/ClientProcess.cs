@@ -1,14 +1,16 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
 using System.Diagnostics;
 using System.Text;
 
 namespace MegaPipe.Tests.Shared;
 
-// Runs a real client process (openssl, python3, curl, h2load) with its stdin under the test's control. Linked into
-// every test project that drives real clients (test/Shared).
+// Runs a real client process (openssl, python3, curl, h2load) with its stdin under the test's control (test/Shared,
+// compiled into every test project).
 internal sealed class ClientProcess : IDisposable
 {
     // Generous: the suites run on a loaded 2-core machine; waits end on output or exit, not on this.
-    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+    public static readonly TimeSpan Timeout = TestTimeouts.Long;
 
     private readonly Process _process;
     private readonly StringBuilder _stdout = new();

@@ -22,7 +22,7 @@ internal sealed class SslStreamClient : IAsyncDisposable
     public static async Task<SslStreamClient> ConnectAsync(int port, SslProtocols protocols = SslProtocols.None, X509Certificate2? clientCertificate = null, string targetHost = "localhost", List<SslApplicationProtocol>? applicationProtocols = null)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        using var timeout = new CancellationTokenSource(TestTimeouts.Long);
         await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), timeout.Token);
         var stream = new SslStream(new NetworkStream(socket, ownsSocket: true));
         var options = new SslClientAuthenticationOptions
@@ -41,7 +41,7 @@ internal sealed class SslStreamClient : IAsyncDisposable
     /// <summary>Writes <paramref name="data"/> and reads the same number of bytes back; returns them.</summary>
     public async Task<byte[]> EchoAsync(byte[] data)
     {
-        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        using var timeout = new CancellationTokenSource(TestTimeouts.Long);
         await Stream.WriteAsync(data, timeout.Token);
         byte[] echoed = new byte[data.Length];
         await Stream.ReadExactlyAsync(echoed, timeout.Token);

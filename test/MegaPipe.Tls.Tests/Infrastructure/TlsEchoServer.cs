@@ -31,9 +31,7 @@ internal sealed class TlsEchoServer : IAsyncDisposable
     {
         _context = context;
         _ownsContext = ownsContext;
-        _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        _listener.Listen(1024);
+        _listener = Loopback.Listen(1024);
         Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
         _acceptLoop = Task.Run(AcceptLoopAsync);
     }
@@ -45,7 +43,7 @@ internal sealed class TlsEchoServer : IAsyncDisposable
     /// <summary>The next connection's outcome, once it has ended.</summary>
     public async Task<ConnectionResult> NextResultAsync()
     {
-        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        using var timeout = new CancellationTokenSource(TestTimeouts.Long);
         return await _results.Reader.ReadAsync(timeout.Token);
     }
 
@@ -60,7 +58,7 @@ internal sealed class TlsEchoServer : IAsyncDisposable
         catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
         {
         }
-        await Task.WhenAll(_connections.Keys).WaitAsync(TestTimeouts.Default);
+        await Task.WhenAll(_connections.Keys).WaitAsync(TestTimeouts.Long);
         if (_ownsContext)
         {
             _context.Dispose();

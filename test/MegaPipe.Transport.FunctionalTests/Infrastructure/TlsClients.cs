@@ -68,7 +68,7 @@ internal static class TlsClients
 
     private static readonly Lazy<string> s_pythonPath = new(() =>
     {
-        string path = Path.Combine(TestCertificate.Directory, "https-client.py");
+        string path = Path.Combine(TestCertificates.Directory, "https-client.py");
         File.WriteAllText(path, PythonScript.Replace("\r\n", "\n"));
         return path;
     });

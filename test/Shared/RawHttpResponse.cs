@@ -1,6 +1,8 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
 using System.Text;
 
-namespace MegaPipe.Transport.FunctionalTests.Infrastructure;
+namespace MegaPipe.Tests.Shared;
 
 /// <summary>An HTTP/1.1 response read off a raw socket.</summary>
 public sealed record RawHttpResponse(int StatusCode, IReadOnlyDictionary<string, string> Headers, byte[] Body)

@@ -1,16 +1,20 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
 using System.Globalization;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Text;
 
-namespace MegaPipe.Transport.FunctionalTests.Infrastructure;
+namespace MegaPipe.Tests.Shared;
 
 /// <summary>
-/// An HTTP/1.1 client on a plain socket: writes whatever bytes a test gives it (pipelining,
-/// partial bodies) and parses responses (Content-Length or chunked), and can reset the connection.
+/// An HTTP/1.1 client on a plain socket (or TLS over it): writes whatever bytes a test gives it
+/// (pipelining, partial bodies, request targets HttpClient would normalize, such as ".." and
+/// "%2e"), parses responses (Content-Length, chunked, or to the end of the connection), and can
+/// reset the connection or report the server's reset.
 /// </summary>
-public sealed class RawHttpConnection : IDisposable
+public sealed partial class RawHttpConnection : IDisposable
 {
     private readonly byte[] _buffer = new byte[64 * 1024];
     // Unconsumed received bytes are _buffer[_start.._end].
@@ -50,13 +54,24 @@ public sealed class RawHttpConnection : IDisposable
         return new RawHttpConnection(plain.Socket, tls);
     }
 
-    public static async Task<RawHttpConnection> ConnectAsync(EndPoint endPoint, CancellationToken cancellationToken = default)
+    public static Task<RawHttpConnection> ConnectAsync(EndPoint endPoint, CancellationToken cancellationToken = default)
+        => ConnectAsync(endPoint, receiveBufferSize: null, cancellationToken);
+
+    /// <summary>
+    /// Connects (TCP with Nagle off, or a Unix socket); <paramref name="receiveBufferSize"/> (set
+    /// before connecting, so the window is small from the SYN on) caps the client's kernel buffer.
+    /// </summary>
+    public static async Task<RawHttpConnection> ConnectAsync(EndPoint endPoint, int? receiveBufferSize, CancellationToken cancellationToken = default)
     {
         var socket = endPoint is UnixDomainSocketEndPoint
             ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
             : new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
+            if (receiveBufferSize is int size)
+            {
+                socket.ReceiveBufferSize = size;
+            }
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(TestTimeouts.Default);
             await socket.ConnectAsync(endPoint, timeout.Token);
@@ -67,6 +82,21 @@ public sealed class RawHttpConnection : IDisposable
             throw;
         }
         return new RawHttpConnection(socket);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="method"/> <paramref name="target"/> exactly as written on a new
+    /// connection with <c>Connection: close</c> and reads the response to the end of the connection.
+    /// </summary>
+    public static Task<RawHttpResponse> SendOnceAsync(EndPoint endPoint, string target, string method = "GET", params string[] headers)
+        => SendOnceAsync(endPoint, TestTimeouts.Default, target, method, headers);
+
+    /// <summary>The same, the response awaited for up to <paramref name="timeout"/> (a server that starts on its first connection).</summary>
+    public static async Task<RawHttpResponse> SendOnceAsync(EndPoint endPoint, TimeSpan timeout, string target, string method = "GET", params string[] headers)
+    {
+        using RawHttpConnection connection = await ConnectAsync(endPoint);
+        await connection.SendAsync($"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{string.Concat(headers.Select(h => h + "\r\n"))}\r\n");
+        return await connection.ReadResponseToEndAsync(head: method == "HEAD", timeout);
     }
 
     public static string Get(string path, string? extraHeaders = null)
@@ -106,24 +136,7 @@ public sealed class RawHttpConnection : IDisposable
         _readChunkSize = readChunkSize;
         using var timeout = new CancellationTokenSource(TestTimeouts.Default);
         CancellationToken token = timeout.Token;
-        string statusLine = await ReadLineAsync(token) ?? throw new IOException("The connection closed before a response.");
-        string[] parts = statusLine.Split(' ', 3);
-        if (parts.Length < 2 || !parts[0].StartsWith("HTTP/1.", StringComparison.Ordinal))
-        {
-            throw new InvalidDataException($"Not an HTTP/1.x status line: '{statusLine}'.");
-        }
-        int status = int.Parse(parts[1], CultureInfo.InvariantCulture);
-        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        while (true)
-        {
-            string line = await ReadLineAsync(token) ?? throw new IOException("The connection closed inside the headers.");
-            if (line.Length == 0)
-            {
-                break;
-            }
-            int colon = line.IndexOf(':', StringComparison.Ordinal);
-            headers[line[..colon].Trim()] = line[(colon + 1)..].Trim();
-        }
+        (int status, IReadOnlyDictionary<string, string> headers) = await ReadHeadAsync(token);
 
         byte[] body;
         if (headers.TryGetValue("Transfer-Encoding", out string? encoding) && encoding.Contains("chunked", StringComparison.OrdinalIgnoreCase))
@@ -158,6 +171,30 @@ public sealed class RawHttpConnection : IDisposable
             body = status is 204 or 304 ? [] : await ReadToEndAsync(token);
         }
         return new RawHttpResponse(status, headers, body);
+    }
+
+    /// <summary>
+    /// Reads everything until the server closes the connection and parses it as one response: the
+    /// body is all that follows the header, which must match its Content-Length (unless
+    /// <paramref name="head"/>: a HEAD response states the length of a body it does not send).
+    /// </summary>
+    public async Task<RawHttpResponse> ReadResponseToEndAsync(bool head = false, TimeSpan? timeout = null)
+    {
+        using var cancel = new CancellationTokenSource(timeout ?? TestTimeouts.Default);
+        (int status, IReadOnlyDictionary<string, string> headers) = await ReadHeadAsync(cancel.Token);
+        byte[] body = await ReadToEndAsync(cancel.Token);
+        if (!head && headers.TryGetValue("Content-Length", out string? length))
+        {
+            Assert.Equal(long.Parse(length, CultureInfo.InvariantCulture), body.Length);
+        }
+        return new RawHttpResponse(status, headers, body);
+    }
+
+    /// <summary>Reads a response's status line and headers (up to the empty line), leaving its body unread.</summary>
+    public async Task<(int StatusCode, IReadOnlyDictionary<string, string> Headers)> ReadResponseHeadAsync()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeouts.Default);
+        return await ReadHeadAsync(timeout.Token);
     }
 
     /// <summary>Reads and discards at least <paramref name="count"/> bytes.</summary>
@@ -197,7 +234,7 @@ public sealed class RawHttpConnection : IDisposable
                 received += read;
             }
         }
-        catch (Exception e) when ((e as SocketException ?? e.InnerException as SocketException)?.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
+        catch (Exception e) when (IsReset(e))
         {
             return (true, received);
         }
@@ -215,6 +252,10 @@ public sealed class RawHttpConnection : IDisposable
         Tls?.Dispose();
         Socket.Dispose();
     }
+
+    // A reset seen by a plain socket (SocketException) or through TLS (an IOException around it).
+    private static bool IsReset(Exception e)
+        => (e as SocketException ?? e.InnerException as SocketException)?.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted;
 
     private ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken token)
         => Tls is null ? Socket.ReceiveAsync(buffer, SocketFlags.None, token) : Tls.ReadAsync(buffer, token);
@@ -236,6 +277,29 @@ public sealed class RawHttpConnection : IDisposable
         return read > 0;
     }
 
+    private async Task<(int StatusCode, IReadOnlyDictionary<string, string> Headers)> ReadHeadAsync(CancellationToken token)
+    {
+        string statusLine = await ReadLineAsync(token) ?? throw new IOException("The connection closed before a response.");
+        string[] parts = statusLine.Split(' ', 3);
+        if (parts.Length < 2 || parts[0] != "HTTP/1.1")
+        {
+            throw new InvalidDataException($"Not an HTTP/1.1 status line: '{statusLine}'.");
+        }
+        int status = int.Parse(parts[1], CultureInfo.InvariantCulture);
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        while (true)
+        {
+            string line = await ReadLineAsync(token) ?? throw new IOException("The connection closed inside the headers.");
+            if (line.Length == 0)
+            {
+                return (status, headers);
+            }
+            int colon = line.IndexOf(':', StringComparison.Ordinal);
+            headers[line[..colon].Trim()] = line[(colon + 1)..].Trim();
+        }
+    }
+
+    // Header bytes as Latin-1: every byte a character of its own, so what a hostile server sent shows as it was.
     private async Task<string?> ReadLineAsync(CancellationToken token)
     {
         var line = new StringBuilder();
@@ -244,7 +308,7 @@ public sealed class RawHttpConnection : IDisposable
             int index = Array.IndexOf(_buffer, (byte)'\n', _start, _end - _start);
             if (index >= 0)
             {
-                line.Append(Encoding.ASCII.GetString(_buffer, _start, index - _start));
+                line.Append(Encoding.Latin1.GetString(_buffer, _start, index - _start));
                 _start = index + 1;
                 if (line.Length > 0 && line[^1] == '\r')
                 {
@@ -252,7 +316,7 @@ public sealed class RawHttpConnection : IDisposable
                 }
                 return line.ToString();
             }
-            line.Append(Encoding.ASCII.GetString(_buffer, _start, _end - _start));
+            line.Append(Encoding.Latin1.GetString(_buffer, _start, _end - _start));
             _start = _end;
             if (!await FillAsync(token))
             {

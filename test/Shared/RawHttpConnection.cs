@@ -35,14 +35,18 @@ public sealed partial class RawHttpConnection : IDisposable
     public SslStream? Tls { get; }
 
     /// <summary>Connects and completes a TLS handshake; requests and responses then go through it.</summary>
-    public static async Task<RawHttpConnection> ConnectTlsAsync(EndPoint endPoint, SslClientAuthenticationOptions options, CancellationToken cancellationToken = default)
+    public static Task<RawHttpConnection> ConnectTlsAsync(EndPoint endPoint, SslClientAuthenticationOptions options, CancellationToken cancellationToken = default)
+        => ConnectTlsAsync(endPoint, options, TestTimeouts.Default, cancellationToken);
+
+    /// <summary>The same, with the handshake allowed <paramref name="handshakeTimeout"/>.</summary>
+    public static async Task<RawHttpConnection> ConnectTlsAsync(EndPoint endPoint, SslClientAuthenticationOptions options, TimeSpan handshakeTimeout, CancellationToken cancellationToken = default)
     {
         RawHttpConnection plain = await ConnectAsync(endPoint, cancellationToken);
         var tls = new SslStream(new NetworkStream(plain.Socket, ownsSocket: false), leaveInnerStreamOpen: false);
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TestTimeouts.Default);
+            timeout.CancelAfter(handshakeTimeout);
             await tls.AuthenticateAsClientAsync(options, timeout.Token);
         }
         catch

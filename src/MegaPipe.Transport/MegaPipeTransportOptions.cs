@@ -90,6 +90,10 @@ public sealed class MegaPipeTransportOptions
     /// <remarks>Defaults to <see langword="false"/>. Bound from <c>MegaPipe:TlsForConfiguredEndpoints</c>.</remarks>
     public bool TlsForConfiguredEndpoints { get; set; }
 
+    // How much of one dispatch turn TLS handshake steps may take before the rest wait for later turns (see
+    // Internal/HandshakeScheduler.cs). Not a public option: tests set zero to make every step wait.
+    internal TimeSpan HandshakeTurnBudget { get; set; } = Internal.HandshakeScheduler.DefaultTurnBudget;
+
     // The settings of one channel of the set, built here only: what the transport's options say
     // for every channel, plus the CPU channel threads are pinned to (-1: none).
     internal ChannelOptions CreateChannelOptions(int pinToCpu) => new()

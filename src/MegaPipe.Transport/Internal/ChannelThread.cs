@@ -40,6 +40,7 @@ internal sealed class ChannelThread
         OutputPipeOptions = new PipeOptions(MemoryPool, applicationScheduler, applicationScheduler, maxWrite, maxWrite / 2, useSynchronizationContext: false);
         _thread = new Thread(Run) { IsBackground = true, Name = ThreadNamePrefix + index.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         FileReader = new ChannelFileReader(this);
+        Handshakes = new HandshakeScheduler(options.HandshakeTurnBudget);
     }
 
     public int Index { get; }
@@ -55,7 +56,7 @@ internal sealed class ChannelThread
     public TlsSendBuffers TlsSendBuffers { get; } = new();
     public TlsDeadlines TlsDeadlines { get; } = new();
     public TlsHandshakeCounters TlsHandshakes { get; } = new();
-    public HandshakeScheduler Handshakes { get; } = new();
+    public HandshakeScheduler Handshakes { get; }
     public MegaPipeChannel Channel => _channel!;
     // Live connections and listener registrations on this channel (written on the channel thread only).
     public int Registrations { get; set; }

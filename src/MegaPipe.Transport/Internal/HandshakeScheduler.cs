@@ -15,11 +15,16 @@ namespace MegaPipe.Transport.Internal;
 internal sealed class HandshakeScheduler
 {
     // About three RSA-2048 full handshakes, or one full and a dozen resumed ones, per turn.
-    private static readonly long s_turnBudget = Stopwatch.Frequency / 1000;
+    public static readonly TimeSpan DefaultTurnBudget = TimeSpan.FromMilliseconds(1);
+
+    // Timestamp ticks of handshake work per turn. Zero (tests) defers every step behind the turn's other events.
+    private readonly long _turnBudget;
 
     private readonly Queue<MegaPipeConnection> _waiting = new();
     // Timestamp ticks spent on handshakes in the current turn.
     private long _spent;
+
+    public HandshakeScheduler(TimeSpan turnBudget) => _turnBudget = (long)(turnBudget.TotalSeconds * Stopwatch.Frequency);
 
     // Connections whose handshake step waits for a later turn.
     public bool HasWaiting => _waiting.Count > 0;
@@ -29,7 +34,7 @@ internal sealed class HandshakeScheduler
 
     /// <summary>Runs the connection's handshake step now when this turn has budget left and none waits; false when it was queued.</summary>
     public bool TryRunNow()
-        => _waiting.Count == 0 && _spent < s_turnBudget;
+        => _waiting.Count == 0 && _spent < _turnBudget;
 
     // Adds the time a handshake step took to the turn's spending.
     public void Charge(long startTimestamp) => _spent += Stopwatch.GetTimestamp() - startTimestamp;
@@ -37,11 +42,16 @@ internal sealed class HandshakeScheduler
     // The connection's step runs in a later turn (once, however many receives arrive meanwhile: the caller tracks that).
     public void Defer(MegaPipeConnection connection) => _waiting.Enqueue(connection);
 
-    /// <summary>After a turn's events: the waiting handshake steps, oldest first, while the turn's budget lasts.</summary>
+    /// <summary>
+    /// After a turn's events: the waiting handshake steps, oldest first, while the turn's budget lasts, and at least
+    /// one per turn, so that waiting steps always progress.
+    /// </summary>
     public void RunWaiting()
     {
-        while (_waiting.Count > 0 && _spent < s_turnBudget)
+        bool first = true;
+        while (_waiting.Count > 0 && (first || _spent < _turnBudget))
         {
+            first = false;
             MegaPipeConnection connection = _waiting.Dequeue();
             long start = Stopwatch.GetTimestamp();
             connection.RunDeferredHandshake();

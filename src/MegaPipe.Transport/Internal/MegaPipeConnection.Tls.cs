@@ -23,6 +23,10 @@ internal sealed partial class MegaPipeConnection
     private TlsConnectionLayer? _tls;
     // The handshake's next step waits in the channel's HandshakeScheduler (at most once).
     private bool _handshakeDeferred;
+    // The reset (or other receive error) that ended the input, kept for a handshake step that runs later: a client
+    // that sends its Finished, part of a request and a reset while the step waits must still look reset to Kestrel,
+    // not like a clean end in the middle of a request.
+    private Exception? _tlsEndError;
 
     // On the channel thread, right after the accept: the handshake starts with the client's first bytes, and
     // HandshakeTimeout runs from now.
@@ -57,6 +61,7 @@ internal sealed partial class MegaPipeConnection
             else
             {
                 endError = ReceiveError(completion.Error);
+                _tlsEndError = endError;
             }
             tls.CompleteInput();
         }
@@ -95,9 +100,9 @@ internal sealed partial class MegaPipeConnection
         {
             return;
         }
-        if (AdvanceHandshake(tls, endError: null))
+        if (AdvanceHandshake(tls, _tlsEndError))
         {
-            DecryptIntoInput(tls, endError: null);
+            DecryptIntoInput(tls, _tlsEndError);
             FlushTlsOutput();
         }
     }

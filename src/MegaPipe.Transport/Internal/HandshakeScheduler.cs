@@ -43,12 +43,13 @@ internal sealed class HandshakeScheduler
     public void Defer(MegaPipeConnection connection) => _waiting.Enqueue(connection);
 
     /// <summary>
-    /// After a turn's events: the waiting handshake steps, oldest first, while the turn's budget lasts, and at least
-    /// one per turn, so that waiting steps always progress.
+    /// After a turn's events: the waiting handshake steps, oldest first, while the turn's budget lasts. A turn in which
+    /// no handshake ran runs at least one, so that a zero budget still progresses (with any other budget that turn's
+    /// budget is whole, and this is the same rule).
     /// </summary>
     public void RunWaiting()
     {
-        bool first = true;
+        bool first = _spent == 0;
         while (_waiting.Count > 0 && (first || _spent < _turnBudget))
         {
             first = false;
